@@ -1,0 +1,44 @@
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from categorisation import services
+from categorisation.serializers import (
+    PredictionBatchRequestSerializer,
+    PredictionBatchSerializer,
+    PredictionRequestSerializer,
+    PredictionSerializer,
+)
+
+_INVALID = OpenApiResponse(description="Invalid input; the error names each field, its value and what is accepted.")
+
+
+class PredictionView(APIView):
+    """Suggest categories for one expense."""
+
+    @extend_schema(request=PredictionRequestSerializer, responses={200: PredictionSerializer, 400: _INVALID})
+    def post(self, request):
+        serializer = PredictionRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        expense = dict(serializer.validated_data)
+        top_k = expense.pop("top_k")
+
+        [prediction] = services.predict_expenses(expenses=[expense], top_k=top_k)
+        return Response(PredictionSerializer(prediction).data)
+
+
+class PredictionBatchView(APIView):
+    """Suggest categories for up to PREDICTION_MAX_BATCH expenses, answered in request order."""
+
+    @extend_schema(request=PredictionBatchRequestSerializer, responses={200: PredictionBatchSerializer, 400: _INVALID})
+    def post(self, request):
+        serializer = PredictionBatchRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        expenses = [dict(item) for item in serializer.validated_data["expenses"]]
+        # One top_k for the whole batch keeps it one model call: the largest asked for, then cut.
+        top_ks = [item.pop("top_k") for item in expenses]
+
+        predictions = services.predict_expenses(expenses=expenses, top_k=max(top_ks))
+        for prediction, top_k in zip(predictions, top_ks, strict=True):
+            prediction.categories = prediction.categories[:top_k]
+        return Response(PredictionBatchSerializer({"predictions": predictions}).data)

@@ -1,0 +1,42 @@
+from django.conf import settings
+from rest_framework import serializers
+
+from lookup.serializer_fields import ExpenseFieldsSerializer, StrictSerializer
+
+
+class PredictionRequestSerializer(ExpenseFieldsSerializer):
+    top_k = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=settings.PREDICTION_MAX_TOP_K,
+        default=settings.PREDICTION_DEFAULT_TOP_K,
+        help_text="How many categories to return, best first.",
+    )
+
+
+class PredictionBatchRequestSerializer(StrictSerializer):
+    expenses = PredictionRequestSerializer(many=True, allow_empty=False, max_length=settings.PREDICTION_MAX_BATCH)
+
+
+class CandidateSerializer(serializers.Serializer):
+    category = serializers.CharField()
+    confidence = serializers.FloatField(min_value=0.0, max_value=1.0)
+    source = serializers.ChoiceField(choices=["rule", "lookup", "model"])
+    evidence = serializers.DictField(
+        help_text="rule: rule_id. lookup: matches, agreeing, generic_supplier and the matched "
+        "expenses (expense_id, date). model: model_version."
+    )
+
+
+class PredictionSerializer(serializers.Serializer):
+    prediction_id = serializers.UUIDField()
+    categories = CandidateSerializer(many=True)
+    model_version = serializers.CharField(allow_null=True)
+    degraded = serializers.ListField(
+        child=serializers.ChoiceField(choices=["rules", "lookup", "model"]),
+        help_text="Sources that failed for this request and were skipped.",
+    )
+
+
+class PredictionBatchSerializer(serializers.Serializer):
+    predictions = PredictionSerializer(many=True)

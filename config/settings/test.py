@@ -1,0 +1,15 @@
+"""Settings for the test suite: tasks run eagerly and artefacts go to a scratch folder."""
+
+import os
+import tempfile
+from pathlib import Path
+
+from config.settings.base import *  # noqa: F403 (settings modules extend the base namespace)
+
+CELERY_TASK_ALWAYS_EAGER = True
+CELERY_BROKER_URL = "memory://"
+CELERY_BROKER_TRANSPORT_OPTIONS = {}
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+ARTEFACT_STORE = os.environ.get("ARTEFACT_STORE") or tempfile.mkdtemp(prefix="test-artefacts-")
+VAR_DIR = Path(tempfile.mkdtemp(prefix="test-var-"))
+ACTIVE_MODEL_CHECK_SECONDS = 0.0

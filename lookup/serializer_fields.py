@@ -1,0 +1,175 @@
+"""Strict serializer fields for expenses, shared by the events and prediction APIs.
+
+Each field rejects with a message that says what is accepted, and the API exception handler
+adds the field path and the rejected value.
+"""
+
+import datetime
+import re
+import unicodedata
+from decimal import Decimal, InvalidOperation
+
+import pycountry
+from rest_framework import serializers
+
+AMOUNT_MAX_INTEGER_DIGITS = 12
+AMOUNT_MAX_FRACTION_DIGITS = 15
+AMOUNT_FORMAT_HELP = (
+    "a decimal number with '.' as the decimal separator, an optional leading '-', no thousands "
+    "separators, currency symbols or exponent, at most 12 digits before the point and 15 after, "
+    "e.g. 1234.56 or -42.50"
+)
+_AMOUNT_TEXT = re.compile(r"^-?\d+(\.\d+)?$")
+
+DATE_FORMAT_HELP = "an ISO 8601 date YYYY-MM-DD, or a date-time such as 2024-11-13T07:40:00+10:00"
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?$")
+
+IDENTIFIER_HELP = "1 to 100 characters: letters, digits and _ . : @ / -, starting with a letter or digit"
+_IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,99}$")
+
+CURRENCY_CODES = frozenset(currency.alpha_3 for currency in pycountry.currencies)
+
+
+class StrictSerializer(serializers.Serializer):
+    """A serializer that rejects fields it does not declare instead of ignoring them."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                accepted = ", ".join(sorted(self.fields))
+                raise serializers.ValidationError(
+                    {name: [f"Unknown field. Accepted fields: {accepted}."] for name in unknown}
+                )
+        return super().to_internal_value(data)
+
+
+class AmountField(serializers.Field):
+    """An exact decimal amount from a JSON number or a decimal string."""
+
+    default_error_messages = {"invalid": f"Invalid amount; expected {AMOUNT_FORMAT_HELP}."}
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, (str, int, float, Decimal)):
+            self.fail("invalid")
+        if isinstance(data, str):
+            text = data.strip()
+            if not _AMOUNT_TEXT.match(text):
+                self.fail("invalid")
+            value = Decimal(text)
+        elif isinstance(data, float):
+            value = Decimal(repr(data))
+        else:
+            value = Decimal(data)
+        if not value.is_finite():
+            self.fail("invalid")
+        digits = value.as_tuple()
+        fraction_digits = max(0, -int(digits.exponent))
+        integer_digits = len(digits.digits) - fraction_digits
+        if integer_digits > AMOUNT_MAX_INTEGER_DIGITS or fraction_digits > AMOUNT_MAX_FRACTION_DIGITS:
+            self.fail("invalid")
+        try:
+            # Exponent forms that passed the checks above (1.5e1) become plain decimals.
+            return value.quantize(Decimal(1).scaleb(-fraction_digits)) if digits.exponent > 0 else value
+        except InvalidOperation:
+            self.fail("invalid")
+
+    def to_representation(self, value):
+        return str(value)
+
+
+class CurrencyField(serializers.Field):
+    default_error_messages = {"invalid": "Unknown currency; expected an ISO 4217 code such as GBP, EUR or USD."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        code = data.strip().upper()
+        if code not in CURRENCY_CODES:
+            self.fail("invalid")
+        return code
+
+    def to_representation(self, value):
+        return value
+
+
+class ExpenseDateField(serializers.Field):
+    """The expense's calendar date for the business.
+
+    A date-time keeps the date of its own offset: "2024-11-13T07:40:00+10:00" is 13 November,
+    whatever the server's time zone. Day-first, month-first and compact forms are rejected
+    because they are ambiguous ("05/04/2024").
+    """
+
+    default_error_messages = {
+        "invalid": f"Invalid date; expected {DATE_FORMAT_HELP}.",
+        "impossible": "Invalid date: no such day in the calendar.",
+    }
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        text = data.strip()
+        try:
+            if _ISO_DATE.match(text):
+                return datetime.date.fromisoformat(text)
+            if _ISO_DATETIME.match(text):
+                return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).date()
+        except ValueError:
+            self.fail("impossible")
+        self.fail("invalid")
+
+    def to_representation(self, value):
+        return value.isoformat()
+
+
+class CleanCharField(serializers.CharField):
+    """A string with no control characters (tab and newline allowed where multiline=True)."""
+
+    def __init__(self, *, multiline=False, **kwargs):
+        kwargs.setdefault("trim_whitespace", True)
+        super().__init__(**kwargs)
+        self.multiline = multiline
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            raise serializers.ValidationError("Invalid type; expected a string.")
+        value = super().to_internal_value(data)
+        allowed = {"\t", "\n", "\r"} if self.multiline else set()
+        for char in value:
+            if char not in allowed and unicodedata.category(char) in {"Cc", "Cs"}:
+                raise serializers.ValidationError(
+                    f"Contains the control character U+{ord(char):04X}; remove control characters."
+                )
+        return value
+
+
+class IdentifierField(serializers.CharField):
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", 100)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            raise serializers.ValidationError(f"Invalid type; expected a string of {IDENTIFIER_HELP}.")
+        value = super().to_internal_value(data)
+        if not _IDENTIFIER.match(value):
+            raise serializers.ValidationError(f"Invalid identifier; expected {IDENTIFIER_HELP}.")
+        return value
+
+
+class ExpenseFieldsSerializer(StrictSerializer):
+    """The fields that describe one expense, as the app sends them."""
+
+    business_id = IdentifierField()
+    expense_id = IdentifierField(required=False)
+    supplier = CleanCharField(max_length=300)
+    description = CleanCharField(max_length=2000, required=False, allow_blank=True, default="", multiline=True)
+    amount = AmountField()
+    vat_amount = AmountField(required=False, allow_null=True, default=None)
+    currency = CurrencyField()
+    date = ExpenseDateField()
+    payment_method = CleanCharField(max_length=50, required=False, allow_blank=True, default="")
+    merchant_category = CleanCharField(max_length=200, required=False, allow_blank=True, default="")
+    department = CleanCharField(max_length=300, required=False, allow_blank=True, default="")

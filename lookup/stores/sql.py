@@ -1,0 +1,144 @@
+"""The lookup store on the Django database: the embedded default."""
+
+from collections.abc import Iterator
+from decimal import Decimal
+
+from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
+from django.utils import timezone
+
+from lookup.domain import ApplyOutcome, ChangeKind, Expense, ExpenseChange
+from lookup.models import LookupExpense
+from lookup.stores.base import LookupStore, LookupStoreError, LookupStoreUnavailable
+
+ITERATION_CHUNK_SIZE = 2000
+
+
+class SqlLookupStore(LookupStore):
+    name = "sql"
+
+    def apply(self, change: ExpenseChange) -> ApplyOutcome:
+        values = _row_values(change)
+        try:
+            return self._apply_values(change, values)
+        except OperationalError as exc:
+            raise LookupStoreUnavailable(f"SQL lookup store unavailable: {exc}") from exc
+        except DatabaseError as exc:
+            raise LookupStoreError(f"SQL lookup store rejected the write: {exc}") from exc
+
+    def _apply_values(self, change: ExpenseChange, values: dict) -> ApplyOutcome:
+        # A conditional UPDATE is atomic in every backend, so two workers racing on one expense
+        # cannot both win and an older version can never overwrite a newer one.
+        keyed = LookupExpense.objects.filter(business_id=change.business_id, expense_id=change.expense_id)
+        if keyed.filter(version__lt=change.version).update(**values):
+            return ApplyOutcome.APPLIED
+        if keyed.exists():
+            return ApplyOutcome.STALE
+        try:
+            with transaction.atomic():
+                LookupExpense.objects.create(business_id=change.business_id, expense_id=change.expense_id, **values)
+            return ApplyOutcome.APPLIED
+        except IntegrityError:
+            # Another writer created the row between our check and insert: compare versions again.
+            if keyed.filter(version__lt=change.version).update(**values):
+                return ApplyOutcome.APPLIED
+            return ApplyOutcome.STALE
+
+    def similar_expenses(self, *, business_id: str, supplier_key: str, limit: int) -> list[Expense]:
+        rows = LookupExpense.objects.filter(business_id=business_id, supplier_key=supplier_key, deleted=False).order_by(
+            "-date", "-version"
+        )[:limit]
+        return self._read(lambda: [_to_expense(row) for row in rows])
+
+    def get_expense(self, *, business_id: str, expense_id: str) -> Expense | None:
+        row = self._read(lambda: LookupExpense.objects.filter(business_id=business_id, expense_id=expense_id).first())
+        return _to_expense(row) if row else None
+
+    def iter_expenses(self, *, business_id: str | None = None) -> Iterator[Expense]:
+        rows = LookupExpense.objects.filter(deleted=False)
+        if business_id is not None:
+            rows = rows.filter(business_id=business_id)
+        for row in rows.order_by("pk").iterator(chunk_size=ITERATION_CHUNK_SIZE):
+            yield _to_expense(row)
+
+    def count_expenses(self, *, business_id: str | None = None) -> int:
+        rows = LookupExpense.objects.filter(deleted=False)
+        if business_id is not None:
+            rows = rows.filter(business_id=business_id)
+        return self._read(rows.count)
+
+    def check(self) -> None:
+        def ping():
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+
+        self._read(ping)
+
+    @staticmethod
+    def _read(query):
+        try:
+            return query()
+        except DatabaseError as exc:
+            raise LookupStoreUnavailable(f"SQL lookup store unavailable: {exc}") from exc
+
+
+def _row_values(change: ExpenseChange) -> dict:
+    base = {"version": change.version, "source_event_id": change.event_id, "learned_at": timezone.now()}
+    if change.kind == ChangeKind.DELETE:
+        # The tombstone keeps only ids and version, so a late, older upsert stays a no-op.
+        return base | {
+            "deleted": True,
+            "supplier": "",
+            "supplier_key": "",
+            "category": "",
+            "amount": "",
+            "vat_amount": "",
+            "currency": "",
+            "date": None,
+            "description": "",
+            "payment_method": "",
+            "merchant_category": "",
+            "department": "",
+        }
+    expense = change.expense
+    if expense is None:
+        raise LookupStoreError(f"Upsert of {change.business_id}/{change.expense_id} carries no expense.")
+    return base | {
+        "deleted": False,
+        "supplier": expense.supplier,
+        "supplier_key": expense.supplier_key,
+        "category": expense.category,
+        "amount": _decimal_text(expense.amount),
+        "vat_amount": _decimal_text(expense.vat_amount),
+        "currency": expense.currency,
+        "date": expense.date,
+        "description": expense.description,
+        "payment_method": expense.payment_method,
+        "merchant_category": expense.merchant_category,
+        "department": expense.department,
+    }
+
+
+def _decimal_text(value: Decimal | None) -> str:
+    return "" if value is None else str(value)
+
+
+def _to_expense(row: LookupExpense) -> Expense:
+    return Expense(
+        business_id=row.business_id,
+        expense_id=row.expense_id,
+        version=row.version,
+        supplier=row.supplier,
+        supplier_key=row.supplier_key,
+        category=row.category,
+        amount=Decimal(row.amount) if row.amount else None,
+        vat_amount=Decimal(row.vat_amount) if row.vat_amount else None,
+        currency=row.currency,
+        date=row.date,
+        description=row.description,
+        payment_method=row.payment_method,
+        merchant_category=row.merchant_category,
+        department=row.department,
+        deleted=row.deleted,
+        source_event_id=row.source_event_id,
+        learned_at=row.learned_at,
+    )

@@ -1,0 +1,97 @@
+"""Model features: the one code path that training and serving share.
+
+A record is a dict with the API's expense fields (business_id, supplier, description, amount,
+currency, payment_method, merchant_category, department). `records_frame` turns records into
+the columns the scikit-learn pipeline reads; `build_pipeline` describes how each column becomes
+features.
+"""
+
+import math
+from decimal import Decimal
+
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.preprocessing import OneHotEncoder
+
+from lookup.normalisation import normalise_text, supplier_key
+
+# The input fields a model reads, in the order they are documented. Part of every artefact's
+# metadata: a loader rejects an artefact whose schema differs from this one.
+FEATURE_SCHEMA = (
+    "business_id",
+    "supplier",
+    "description",
+    "amount",
+    "currency",
+    "payment_method",
+    "merchant_category",
+    "department",
+)
+FEATURE_SCHEMA_VERSION = 1
+
+_CATEGORICAL_COLUMNS = ["business_id", "currency", "payment_method", "amount_band"]
+
+
+def records_frame(records: list[dict]) -> pd.DataFrame:
+    """Return the feature columns for a list of expense records."""
+    rows = [_record_row(record) for record in records]
+    return pd.DataFrame(rows, columns=["supplier_key", "text", "merchant_category", *_CATEGORICAL_COLUMNS])
+
+
+def build_pipeline_features(*, min_df: int) -> ColumnTransformer:
+    """Return the column transformer that turns records_frame columns into a sparse matrix."""
+    return ColumnTransformer(
+        [
+            # Character n-grams survive the many spellings of one merchant.
+            (
+                "supplier_chars",
+                TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), min_df=min_df, sublinear_tf=True),
+                "supplier_key",
+            ),
+            (
+                "supplier_words",
+                TfidfVectorizer(analyzer="word", ngram_range=(1, 2), min_df=1, sublinear_tf=True),
+                "supplier_key",
+            ),
+            (
+                "text_words",
+                TfidfVectorizer(analyzer="word", ngram_range=(1, 2), min_df=min_df, sublinear_tf=True),
+                "text",
+            ),
+            (
+                "merchant_category",
+                TfidfVectorizer(analyzer="word", min_df=1),
+                "merchant_category",
+            ),
+            ("categorical", OneHotEncoder(handle_unknown="ignore"), _CATEGORICAL_COLUMNS),
+        ],
+        sparse_threshold=1.0,
+    )
+
+
+def amount_band(amount) -> str:
+    """Return a coarse, signed order-of-magnitude band: "+0" for under 1, "+2" for 100 to 999."""
+    if amount is None or amount == "":
+        return "none"
+    value = Decimal(str(amount))
+    if not value.is_finite():
+        return "none"
+    sign = "-" if value < 0 else "+"
+    magnitude = abs(value)
+    band = 0 if magnitude < 1 else int(math.floor(math.log10(magnitude))) + 1
+    return f"{sign}{min(band, 9)}"
+
+
+def _record_row(record: dict) -> dict:
+    supplier = record.get("supplier") or ""
+    text = " ".join(normalise_text(record.get(field) or "") for field in ("description", "department")).strip()
+    return {
+        "supplier_key": supplier_key(supplier) if supplier.strip() else "",
+        "text": text,
+        "merchant_category": normalise_text(record.get("merchant_category") or ""),
+        "business_id": record.get("business_id") or "",
+        "currency": (record.get("currency") or "").upper(),
+        "payment_method": normalise_text(record.get("payment_method") or ""),
+        "amount_band": amount_band(record.get("amount")),
+    }

@@ -1,0 +1,108 @@
+"""Model inference: the code the in-process predictor and the SageMaker container both run.
+
+The SageMaker scikit-learn serving container imports this module as the entry point and calls
+`model_fn`, `input_fn`, `predict_fn` and `output_fn`; the in-process predictor calls
+`predict_records` on the same loaded bundle, so both return identical answers for one artefact.
+"""
+
+import json
+from pathlib import Path
+
+import joblib
+import numpy as np
+import sklearn
+
+from mlops.features import FEATURE_SCHEMA, FEATURE_SCHEMA_VERSION, records_frame
+
+BUNDLE_FILENAME = "model.joblib"
+METADATA_FILENAME = "metadata.json"
+JSON_CONTENT_TYPE = "application/json"
+
+
+class IncompatibleModelError(Exception):
+    """The artefact was built by another scikit-learn version or feature schema."""
+
+
+def load_bundle(model_dir: str | Path) -> dict:
+    """Load a bundle from an unpacked artefact folder, rejecting incompatible artefacts."""
+    model_dir = Path(model_dir)
+    metadata = json.loads((model_dir / METADATA_FILENAME).read_text())
+    check_compatible(metadata)
+    bundle = joblib.load(model_dir / BUNDLE_FILENAME)
+    bundle["metadata"] = metadata
+    return bundle
+
+
+def check_compatible(metadata: dict) -> None:
+    """Raise IncompatibleModelError unless this process can serve the artefact exactly."""
+    trained_with = metadata.get("sklearn_version")
+    if trained_with != sklearn.__version__:
+        raise IncompatibleModelError(
+            f"Model {metadata.get('version')} was trained with scikit-learn {trained_with}, "
+            f"but this process runs {sklearn.__version__}; retrain it or serve it from a matching environment."
+        )
+    if tuple(metadata.get("feature_schema", ())) != FEATURE_SCHEMA or (
+        metadata.get("feature_schema_version") != FEATURE_SCHEMA_VERSION
+    ):
+        raise IncompatibleModelError(
+            f"Model {metadata.get('version')} expects feature schema {metadata.get('feature_schema')} "
+            f"(version {metadata.get('feature_schema_version')}), not {list(FEATURE_SCHEMA)} "
+            f"(version {FEATURE_SCHEMA_VERSION}); retrain it."
+        )
+
+
+def predict_records(bundle: dict, records: list[dict], top_k: int) -> list[list[dict]]:
+    """Return, per record, the top_k categories with calibrated probabilities, best first.
+
+    Probabilities are restricted to the categories the record's business has used, because each
+    business keeps its own chart of accounts; a business the model never saw gets all labels.
+    """
+    if not records:
+        return []
+    probabilities = bundle["pipeline"].predict_proba(records_frame(records))
+    labels = bundle["labels"]
+    business_labels = bundle["business_labels"]
+
+    results = []
+    for record, row in zip(records, probabilities, strict=True):
+        allowed = business_labels.get(record.get("business_id") or "")
+        if allowed:
+            masked = np.zeros_like(row)
+            masked[allowed] = row[allowed]
+            total = masked.sum()
+            row = masked / total if total > 0 else masked
+        best = np.argsort(-row, kind="stable")[:top_k]
+        results.append(
+            [{"category": labels[index], "confidence": round(float(row[index]), 6)} for index in best if row[index] > 0]
+        )
+    return results
+
+
+# SageMaker scikit-learn container entry points.
+
+
+def model_fn(model_dir):
+    return load_bundle(model_dir)
+
+
+def input_fn(request_body, request_content_type):
+    if request_content_type != JSON_CONTENT_TYPE:
+        raise ValueError(f"Unsupported content type {request_content_type!r}; send {JSON_CONTENT_TYPE}.")
+    payload = json.loads(request_body)
+    if not isinstance(payload, dict) or not isinstance(payload.get("instances"), list):
+        raise ValueError('Expected a JSON object {"instances": [record, ...], "top_k": N}.')
+    return payload
+
+
+def predict_fn(input_data, model):
+    top_k = int(input_data.get("top_k", 3))
+    return {
+        "model_version": model["metadata"]["version"],
+        "predictions": predict_records(model, input_data["instances"], top_k),
+    }
+
+
+def output_fn(prediction, accept):
+    if accept not in (JSON_CONTENT_TYPE, "*/*", None, ""):
+        raise ValueError(f"Unsupported accept type {accept!r}; accept {JSON_CONTENT_TYPE}.")
+    return json.dumps(prediction), JSON_CONTENT_TYPE
