@@ -13,3 +13,5 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 ARTEFACT_STORE = os.environ.get("ARTEFACT_STORE") or tempfile.mkdtemp(prefix="test-artefacts-")
 VAR_DIR = Path(tempfile.mkdtemp(prefix="test-var-"))
 ACTIVE_MODEL_CHECK_SECONDS = 0.0
+STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,36 @@
+import pytest
+from rest_framework.test import APIClient
+
+from categorisation.clients import create_api_client
+from lookup.stores import get_lookup_store
+from mlops.predictors import get_predictor
+
+
+@pytest.fixture
+def api_client(db):
+    """An API client authenticated with a fresh token."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {create_api_client(name='test-client')}")
+    return client
+
+
+@pytest.fixture(autouse=True)
+def fresh_process_singletons():
+    """Each test starts with a new predictor and lookup store, as a new worker process would."""
+    get_predictor.cache_clear()
+    get_lookup_store.cache_clear()
+    yield
+    get_predictor.cache_clear()
+    get_lookup_store.cache_clear()
+
+
+@pytest.fixture
+def post_events(api_client):
+    """Post events to the API and assert they were accepted; returns the response body."""
+
+    def post(events):
+        response = api_client.post("/api/v1/events", events, format="json")
+        assert response.status_code == 202, response.content
+        return response.json()
+
+    return post
