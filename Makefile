@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 DATA ?= demo/expenses.csv
+# PostgreSQL on loopback for the contract tests; pytest-django creates and drops test_<name>.
+POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 
 .PHONY: install install-dev run test lint bench evaluate clean
 
@@ -30,10 +32,24 @@ run: install
 	$(BIN)/python manage.py setup_demo --data "$(DATA)"
 	$(BIN)/honcho start --procfile Procfile --port $(PORT)
 
+# Every test: unit tests, the lookup contract on SQLite, moto and DynamoDB Local, the integration
+# tests against PostgreSQL and Redis on loopback, then the SQL contract again on PostgreSQL.
 test: install-dev
 	$(BIN)/python manage.py makemigrations --check --dry-run --settings config.settings.test
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+	CONTRACT_STORES=sql DATABASE_URL=$(POSTGRES_URL) $(BIN)/pytest -p no:cacheprovider \
+		tests/lookup/contract/test_lookup_store_contract.py tests/lookup/contract/test_lookup_commands.py
+
+# Accuracy on the real purchase-card data through a running stack; writes test-artifacts/quality.json.
+evaluate: install-dev
+	$(BIN)/pytest tests/integration/test_real_data.py
+
+# Speed: the HTTP API on the make run stack, and the lookup stores side by side.
+bench: install-dev
+	mkdir -p test-artifacts
+	$(BIN)/python -m benchmarks.api_bench --json test-artifacts/bench-api.json
+	$(BIN)/python -m benchmarks.lookup_bench --json test-artifacts/bench-lookup.json
 
 lint: install-dev
 	$(BIN)/ruff check .

@@ -70,6 +70,8 @@ def shorten(value):
         if len(text) > MAX_ECHOED_VALUE_CHARS:
             return f"<{type(value).__name__} of {len(value)} items>"
         return value
+    if isinstance(value, int) and not isinstance(value, bool) and len(str(value)) > MAX_ECHOED_VALUE_CHARS:
+        return f"<integer of {len(str(value))} digits>"
     if value is None or isinstance(value, (bool, int)):
         return value
     return str(value)
@@ -80,9 +82,12 @@ def _flatten(detail, *, prefix, data):
         fields = []
         for key, value in detail.items():
             path = f"{prefix}.{key}" if prefix else str(key)
+            child = _child(data, key)
             if key == "non_field_errors":
+                # An error about the object itself: echo the object, not a member of it.
                 path = prefix or "body"
-            fields.extend(_flatten(value, prefix=path, data=_child(data, key)))
+                child = data
+            fields.extend(_flatten(value, prefix=path, data=child))
         return fields
     if isinstance(detail, list):
         if all(isinstance(item, (str, exceptions.ErrorDetail)) for item in detail):

@@ -31,9 +31,7 @@ class EventsView(APIView):
         if isinstance(data, list):
             limit = settings.EVENTS_MAX_PER_REQUEST
             if not data or len(data) > limit:
-                raise serializers.ValidationError(
-                    {"body": [f"Expected a list of 1 to {limit} events; received {len(data)}."]}
-                )
+                raise serializers.ValidationError([f"Expected a list of 1 to {limit} events; received {len(data)}."])
             serializer = EventSerializer(data=data, many=True)
         else:
             serializer = EventSerializer(data=data)

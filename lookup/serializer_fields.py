@@ -10,6 +10,7 @@ import unicodedata
 from decimal import Decimal, InvalidOperation
 
 import pycountry
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 AMOUNT_MAX_INTEGER_DIGITS = 12
@@ -45,6 +46,13 @@ class StrictSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
+@extend_schema_field(
+    {
+        "oneOf": [{"type": "string", "pattern": _AMOUNT_TEXT.pattern}, {"type": "number"}],
+        "description": f"Amount: {AMOUNT_FORMAT_HELP}.",
+        "example": "1234.56",
+    }
+)
 class AmountField(serializers.Field):
     """An exact decimal amount from a JSON number or a decimal string."""
 
@@ -65,8 +73,10 @@ class AmountField(serializers.Field):
         if not value.is_finite():
             self.fail("invalid")
         digits = value.as_tuple()
+        # A JSON number in exponent form (1e13) has a positive exponent: its integer digits
+        # are its digits plus the trailing zeros the exponent stands for.
         fraction_digits = max(0, -int(digits.exponent))
-        integer_digits = len(digits.digits) - fraction_digits
+        integer_digits = max(0, len(digits.digits) + int(digits.exponent))
         if integer_digits > AMOUNT_MAX_INTEGER_DIGITS or fraction_digits > AMOUNT_MAX_FRACTION_DIGITS:
             self.fail("invalid")
         try:
@@ -79,6 +89,7 @@ class AmountField(serializers.Field):
         return str(value)
 
 
+@extend_schema_field({"type": "string", "pattern": "^[A-Za-z]{3}$", "example": "GBP"})
 class CurrencyField(serializers.Field):
     default_error_messages = {"invalid": "Unknown currency; expected an ISO 4217 code such as GBP, EUR or USD."}
 
@@ -94,6 +105,7 @@ class CurrencyField(serializers.Field):
         return value
 
 
+@extend_schema_field({"type": "string", "description": f"Date: {DATE_FORMAT_HELP}.", "example": "2024-11-13"})
 class ExpenseDateField(serializers.Field):
     """The expense's calendar date for the business.
 

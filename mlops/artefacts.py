@@ -8,6 +8,9 @@ is loaded.
 import hashlib
 import io
 import json
+import os
+import secrets
+import shutil
 import tarfile
 import tempfile
 from pathlib import Path
@@ -40,7 +43,7 @@ def sha256_hex(data: bytes) -> str:
 
 
 class FilesystemArtefactStore:
-    """Artefacts in a local folder: <root>/<version>/model.tar.gz."""
+    """Artefacts in a local folder: <root>/<version>/model.tar.gz, read-only once written."""
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
@@ -50,9 +53,17 @@ class FilesystemArtefactStore:
         if target.exists():
             raise ArtefactError(f"Artefact for {version} already exists at {target}; artefacts are immutable.")
         target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_suffix(".partial")
+        # rename() would replace an existing target, but link() fails when it exists. A unique
+        # partial file and a hard link therefore keep two writers of one version apart.
+        partial = target.with_name(f"{ARCHIVE_NAME}.{secrets.token_hex(4)}.partial")
         partial.write_bytes(archive)
-        partial.rename(target)
+        try:
+            os.link(partial, target)
+        except FileExistsError as exc:
+            raise ArtefactError(f"Artefact for {version} already exists at {target}; artefacts are immutable.") from exc
+        finally:
+            partial.unlink(missing_ok=True)
+        target.chmod(0o444)
         return str(target)
 
     def read(self, uri: str) -> bytes:
@@ -75,8 +86,12 @@ def unpack_verified(*, archive: bytes, expected_sha256: str, version: str) -> Pa
             "it was changed or corrupted. Retrain or restore the artefact."
         )
     folder = Path(tempfile.mkdtemp(prefix=f"model-{version}-"))
-    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
-        tar.extractall(folder, filter="data")
+    try:
+        with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+            tar.extractall(folder, filter="data")
+    except tarfile.TarError as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise ArtefactError(f"Artefact of {version} is not a readable model.tar.gz: {exc}") from exc
     return folder
 
 

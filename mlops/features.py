@@ -10,6 +10,7 @@ import math
 from decimal import Decimal
 
 import pandas as pd
+from scipy import sparse
 from sklearn.compose import ColumnTransformer
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import OneHotEncoder
@@ -32,6 +33,39 @@ FEATURE_SCHEMA_VERSION = 1
 
 _CATEGORICAL_COLUMNS = ["business_id", "currency", "payment_method", "amount_band"]
 
+# The ValueError messages of scikit-learn's vectorisers (as of scikit-learn 1.9) when a
+# column has no term that passes min_df.
+_NO_TERMS_MESSAGES = ("empty vocabulary", "no terms remain")
+
+
+class OptionalTfidfVectorizer(TfidfVectorizer):
+    """A TF-IDF vectoriser that outputs one all-zero column, instead of failing, for a column without terms.
+
+    Many businesses never fill some fields (no description, no merchant category), and the model
+    must still train on the fields they do fill. The column is zero rather than absent because
+    ColumnTransformer rejects a transformer output with no columns.
+    """
+
+    def fit_transform(self, raw_documents, y=None):
+        try:
+            matrix = super().fit_transform(raw_documents, y)
+        except ValueError as exc:
+            if not any(message in str(exc) for message in _NO_TERMS_MESSAGES):
+                raise
+            self.no_terms_ = True
+            return _zero_column(len(raw_documents))
+        self.no_terms_ = False
+        return matrix
+
+    def fit(self, raw_documents, y=None):
+        self.fit_transform(raw_documents, y)
+        return self
+
+    def transform(self, raw_documents):
+        if getattr(self, "no_terms_", False):
+            return _zero_column(len(raw_documents))
+        return super().transform(raw_documents)
+
 
 def records_frame(records: list[dict]) -> pd.DataFrame:
     """Return the feature columns for a list of expense records."""
@@ -46,28 +80,32 @@ def build_pipeline_features(*, min_df: int) -> ColumnTransformer:
             # Character n-grams survive the many spellings of one merchant.
             (
                 "supplier_chars",
-                TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), min_df=min_df, sublinear_tf=True),
+                OptionalTfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), min_df=min_df, sublinear_tf=True),
                 "supplier_key",
             ),
             (
                 "supplier_words",
-                TfidfVectorizer(analyzer="word", ngram_range=(1, 2), min_df=1, sublinear_tf=True),
+                OptionalTfidfVectorizer(analyzer="word", ngram_range=(1, 2), min_df=1, sublinear_tf=True),
                 "supplier_key",
             ),
             (
                 "text_words",
-                TfidfVectorizer(analyzer="word", ngram_range=(1, 2), min_df=min_df, sublinear_tf=True),
+                OptionalTfidfVectorizer(analyzer="word", ngram_range=(1, 2), min_df=min_df, sublinear_tf=True),
                 "text",
             ),
             (
                 "merchant_category",
-                TfidfVectorizer(analyzer="word", min_df=1),
+                OptionalTfidfVectorizer(analyzer="word", min_df=1),
                 "merchant_category",
             ),
             ("categorical", OneHotEncoder(handle_unknown="ignore"), _CATEGORICAL_COLUMNS),
         ],
         sparse_threshold=1.0,
     )
+
+
+def _zero_column(rows: int) -> sparse.csr_matrix:
+    return sparse.csr_matrix((rows, 1), dtype=float)
 
 
 def amount_band(amount) -> str:

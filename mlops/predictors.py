@@ -39,6 +39,10 @@ class InProcessPredictor:
         self._version = None
         self._checked_at = float("-inf")
         self._load_error = ""
+        # A version that failed to load is not read again until another version is activated:
+        # reading, checksumming and unpacking a large artefact on every check would load the
+        # process for nothing.
+        self._failed_version = None
 
     def predict(self, records: list[dict], *, top_k: int) -> ModelPredictions:
         bundle = self._current_bundle()
@@ -53,7 +57,8 @@ class InProcessPredictor:
 
     def _current_bundle(self):
         now = time.monotonic()
-        if now - self._checked_at < settings.ACTIVE_MODEL_CHECK_SECONDS:
+        # Without a model every call asks the registry, so the first activation is seen at once.
+        if self._bundle is not None and now - self._checked_at < settings.ACTIVE_MODEL_CHECK_SECONDS:
             return self._bundle
         self._checked_at = now
 
@@ -62,7 +67,7 @@ class InProcessPredictor:
             self._bundle, self._version = None, None
             self._load_error = "No model version is active yet."
             return None
-        if active.version != self._version:
+        if active.version not in (self._version, self._failed_version):
             self._load(active)
         return self._bundle
 
@@ -71,12 +76,13 @@ class InProcessPredictor:
             bundle = load_version_bundle(active)
         except (ArtefactError, IncompatibleModelError, OSError, ValueError) as exc:
             self._load_error = f"Cannot load model {active.version}: {exc}"
+            self._failed_version = active.version
             logger.error(
                 "Loading the active model failed; keeping the previous one",
                 extra={"model_version": active.version, "error": str(exc)},
             )
             return
-        self._bundle, self._version, self._load_error = bundle, active.version, ""
+        self._bundle, self._version, self._load_error, self._failed_version = bundle, active.version, "", None
         logger.info("Loaded model version", extra={"model_version": active.version})
 
 

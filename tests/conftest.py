@@ -34,3 +34,18 @@ def post_events(api_client):
         return response.json()
 
     return post
+
+
+@pytest.fixture
+def send_events(api_client, django_capture_on_commit_callbacks):
+    """Post events and run the tasks queued on commit, as a worker does, then return the response.
+
+    Tests marked django_db without transaction=True never commit, so the callbacks that
+    enqueue the apply task are captured and run here.
+    """
+
+    def send(events):
+        with django_capture_on_commit_callbacks(execute=True):
+            return api_client.post("/api/v1/events", events, format="json")
+
+    return send

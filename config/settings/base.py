@@ -13,6 +13,8 @@ from config.env import env_bool, env_choice, env_float, env_int, env_list, env_s
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
+# The SQLite file, the filesystem broker and artefacts live here; create it on first start.
+VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 SECRET_KEY = env_str("DJANGO_SECRET_KEY", "dev-only-insecure-key-change-me-in-production")
 DEBUG = env_bool("DJANGO_DEBUG", False)
@@ -171,6 +173,12 @@ LOOKUP_STORE = env_choice("LOOKUP_STORE", "sql", ("sql", "dynamodb"))
 DYNAMODB_TABLE = env_str("DYNAMODB_TABLE", "expense-lookup")
 AWS_REGION = env_str("AWS_REGION", "eu-west-2")
 LOOKUP_MAX_MATCHES = env_int("LOOKUP_MAX_MATCHES", 50, minimum=1)
+# DynamoDB client: seconds to open a connection and to wait for a response, and the attempts per
+# call (the first included) in botocore's adaptive retry mode. The endpoint comes from boto3's own
+# AWS_ENDPOINT_URL_DYNAMODB variable when a local server is used.
+DYNAMODB_CONNECT_TIMEOUT_SECONDS = env_float("DYNAMODB_CONNECT_TIMEOUT_SECONDS", 1.0, minimum=0.05)
+DYNAMODB_READ_TIMEOUT_SECONDS = env_float("DYNAMODB_READ_TIMEOUT_SECONDS", 2.0, minimum=0.05)
+DYNAMODB_MAX_ATTEMPTS = env_int("DYNAMODB_MAX_ATTEMPTS", 3, minimum=1)
 
 # Models: where artefacts live, and which predictor serves them.
 ARTEFACT_STORE = env_str("ARTEFACT_STORE", str(VAR_DIR / "artefacts"))

@@ -57,8 +57,11 @@ class SqlLookupStore(LookupStore):
         rows = LookupExpense.objects.filter(deleted=False)
         if business_id is not None:
             rows = rows.filter(business_id=business_id)
-        for row in rows.order_by("pk").iterator(chunk_size=ITERATION_CHUNK_SIZE):
-            yield _to_expense(row)
+        try:
+            for row in rows.order_by("pk").iterator(chunk_size=ITERATION_CHUNK_SIZE):
+                yield _to_expense(row)
+        except DatabaseError as exc:
+            raise LookupStoreUnavailable(f"SQL lookup store unavailable: {exc}") from exc
 
     def count_expenses(self, *, business_id: str | None = None) -> int:
         rows = LookupExpense.objects.filter(deleted=False)

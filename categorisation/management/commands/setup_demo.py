@@ -2,6 +2,7 @@
 
 import secrets
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
@@ -18,14 +19,17 @@ ADMIN_USERNAME = "admin"
 
 class Command(BaseCommand):
     help = (
-        "Create the admin user and the demo API token if missing (printing their secrets once), "
-        "import DATA if the lookup is empty, and queue the first training if no model is active."
+        "Create the DynamoDB lookup table when LOOKUP_STORE=dynamodb and it is missing, the admin user "
+        "and the demo API token if missing (printing their secrets once), import DATA if the lookup "
+        "is empty, and queue the first training if no model is active."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("--data", required=True, help="CSV of categorised expenses to load into an empty lookup.")
 
     def handle(self, *args, data, **options):
+        if settings.LOOKUP_STORE == "dynamodb":
+            call_command("create_lookup_table", stdout=self.stdout)
         self._create_admin()
         self._create_demo_token()
 

@@ -1,0 +1,305 @@
+"""The lookup store on DynamoDB: the production adapter.
+
+The key schema is described in lookup/stores/dynamodb_table.py. Every write is a conditional
+PutItem on the expense's version, so replayed and older events are no-ops and two workers
+racing on one expense cannot both win. Amounts are DynamoDB numbers written from their Decimal
+string and read back as Decimal, never through float.
+"""
+
+import datetime
+import logging
+import random
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from decimal import Decimal
+
+from botocore.client import BaseClient
+from django.utils import timezone
+
+from lookup.aws import dynamodb_client, translated_errors
+from lookup.domain import ApplyOutcome, ChangeKind, Expense, ExpenseChange
+from lookup.stores.base import LookupStore, LookupStoreError, LookupStoreUnavailable
+from lookup.stores.dynamodb_table import (
+    EXPENSE_SORT_PREFIX,
+    PARTITION_KEY,
+    SORT_KEY,
+    SUPPLIER_INDEX,
+    SUPPLIER_INDEX_PARTITION_KEY,
+    SUPPLIER_INDEX_SORT_KEY,
+    describe_table,
+)
+
+logger = logging.getLogger(__name__)
+
+# Attributes an expense item carries besides its keys. Several ("date", "name", "status") are
+# DynamoDB reserved words, so every expression names attributes through ExpressionAttributeNames.
+STRING_ATTRIBUTES = (
+    "supplier",
+    "supplier_key",
+    "category",
+    "currency",
+    "description",
+    "payment_method",
+    "merchant_category",
+    "department",
+)
+READ_ATTRIBUTES = (
+    PARTITION_KEY,
+    SORT_KEY,
+    "version",
+    "deleted",
+    "amount",
+    "vat_amount",
+    "date",
+    "source_event_id",
+    "learned_at",
+    *STRING_ATTRIBUTES,
+)
+ATTRIBUTE_NAMES = {f"#{name}": name for name in READ_ATTRIBUTES}
+PROJECTION = ", ".join(ATTRIBUTE_NAMES)
+
+# Index sort key of an expense without a date: sorts after every real date in a descending read.
+MISSING_DATE = "0000-00-00"
+VERSION_DIGITS = 20
+
+# apply_many: concurrent conditional puts, and rounds of retry for writes that were throttled or
+# failed on a 5xx or connection error even after botocore's own retries.
+WRITE_THREADS = 8
+APPLY_MANY_MAX_ROUNDS = 5
+APPLY_MANY_BASE_DELAY_SECONDS = 0.1
+
+
+class DynamoDBLookupStore(LookupStore):
+    """Versioned expenses in one DynamoDB table, one item per expense."""
+
+    name = "dynamodb"
+
+    def __init__(self, *, table_name: str, region: str):
+        self.table_name = table_name
+        self.region = region
+
+    @property
+    def client(self) -> BaseClient:
+        return dynamodb_client(self.region)
+
+    def apply(self, change: ExpenseChange) -> ApplyOutcome:
+        item = _item(change, learned_at=timezone.now())
+        with translated_errors("PutItem", business_id=change.business_id, expense_id=change.expense_id):
+            try:
+                self.client.put_item(
+                    TableName=self.table_name,
+                    Item=item,
+                    ConditionExpression="attribute_not_exists(#PK) OR #version < :version",
+                    ExpressionAttributeNames={"#PK": PARTITION_KEY, "#version": "version"},
+                    ExpressionAttributeValues={":version": {"N": str(change.version)}},
+                )
+            except self.client.exceptions.ConditionalCheckFailedException:
+                return ApplyOutcome.STALE
+        return ApplyOutcome.APPLIED
+
+    def apply_many(self, changes: Iterable[ExpenseChange]) -> list[ApplyOutcome]:
+        """Apply changes with concurrent conditional puts; return one outcome per change, in order.
+
+        Only the highest version of each expense is written (the first of equal versions), so a
+        change superseded by a newer one in the same call returns STALE even when it was newer
+        than the stored item. Throttled or unreachable writes are retried in up to
+        APPLY_MANY_MAX_ROUNDS rounds with jittered backoff. If any remain, LookupStoreUnavailable
+        names them, and the writes that succeeded stay applied.
+        """
+        changes = list(changes)
+        outcomes = [ApplyOutcome.STALE] * len(changes)
+        pending = _latest_change_per_expense(changes)
+
+        for round_number in range(APPLY_MANY_MAX_ROUNDS):
+            if round_number:
+                time.sleep(random.uniform(0, APPLY_MANY_BASE_DELAY_SECONDS * 2**round_number))
+            pending = self._apply_concurrently(changes, pending, outcomes)
+            if not pending:
+                return outcomes
+
+        keys = ", ".join(f"{changes[i].business_id}/{changes[i].expense_id}" for i in pending[:10])
+        logger.error(
+            "DynamoDB writes still failing after %s rounds",
+            APPLY_MANY_MAX_ROUNDS,
+            extra={"unwritten": len(pending), "total": len(changes)},
+        )
+        raise LookupStoreUnavailable(
+            f"{len(pending)} of {len(changes)} changes were not written after {APPLY_MANY_MAX_ROUNDS} rounds "
+            f"of retries (first: {keys}); apply them again later."
+        )
+
+    def _apply_concurrently(self, changes: list[ExpenseChange], indexes: list[int], outcomes: list) -> list[int]:
+        """Write the changes at these indexes into outcomes; return the indexes to retry."""
+        retry = []
+        with ThreadPoolExecutor(max_workers=WRITE_THREADS) as pool:
+            futures = {pool.submit(self.apply, changes[index]): index for index in indexes}
+            for future in as_completed(futures):
+                index = futures[future]
+                try:
+                    outcomes[index] = future.result()
+                except LookupStoreUnavailable:
+                    retry.append(index)
+        return sorted(retry)
+
+    def similar_expenses(self, *, business_id: str, supplier_key: str, limit: int) -> list[Expense]:
+        """Return the business's live expenses with this supplier key, newest date first.
+
+        One Query on the supplier index, following LastEvaluatedKey until `limit` items.
+        NOTE: reads of a global secondary index are eventually consistent, so on DynamoDB an
+        expense written a moment ago may be missing for a short time.
+        """
+        if limit <= 0:
+            return []
+        request = {
+            "TableName": self.table_name,
+            "IndexName": SUPPLIER_INDEX,
+            "KeyConditionExpression": "#index_pk = :index_pk",
+            "ExpressionAttributeNames": ATTRIBUTE_NAMES | {"#index_pk": SUPPLIER_INDEX_PARTITION_KEY},
+            "ExpressionAttributeValues": {":index_pk": {"S": _supplier_partition(business_id, supplier_key)}},
+            "ProjectionExpression": PROJECTION,
+            "ScanIndexForward": False,
+        }
+        expenses = []
+        with translated_errors("Query", business_id=business_id):
+            while len(expenses) < limit:
+                page = self.client.query(**request, Limit=limit - len(expenses))
+                expenses += [_expense(item) for item in page["Items"]]
+                if "LastEvaluatedKey" not in page:
+                    break
+                request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return expenses
+
+    def get_expense(self, *, business_id: str, expense_id: str) -> Expense | None:
+        with translated_errors("GetItem", business_id=business_id, expense_id=expense_id):
+            response = self.client.get_item(
+                TableName=self.table_name,
+                Key=_key(business_id, expense_id),
+                ProjectionExpression=PROJECTION,
+                ExpressionAttributeNames=ATTRIBUTE_NAMES,
+                ConsistentRead=True,
+            )
+        item = response.get("Item")
+        return _expense(item) if item else None
+
+    def iter_expenses(self, *, business_id: str | None = None) -> Iterator[Expense]:
+        """Yield live expenses from a paginated Scan, or a Query of one business's partition."""
+        operation, request = self._live_items_request(business_id)
+        request["ProjectionExpression"] = PROJECTION
+        request["ExpressionAttributeNames"] |= ATTRIBUTE_NAMES
+        with translated_errors(operation, business_id=business_id or ""):
+            for page in self.client.get_paginator(operation).paginate(**request):
+                for item in page["Items"]:
+                    yield _expense(item)
+
+    def count_expenses(self, *, business_id: str | None = None) -> int:
+        """Count live expenses with a paginated Select=COUNT: it reads the whole table or partition."""
+        operation, request = self._live_items_request(business_id)
+        request |= {"Select": "COUNT"}
+        with translated_errors(operation, business_id=business_id or ""):
+            return sum(page["Count"] for page in self.client.get_paginator(operation).paginate(**request))
+
+    def _live_items_request(self, business_id: str | None) -> tuple[str, dict]:
+        request = {
+            "TableName": self.table_name,
+            "FilterExpression": "#deleted = :deleted",
+            "ExpressionAttributeNames": {"#deleted": "deleted"},
+            "ExpressionAttributeValues": {":deleted": {"BOOL": False}},
+            # Strongly consistent, so a count right after a write includes it.
+            "ConsistentRead": True,
+        }
+        if business_id is None:
+            return "scan", request
+        request["KeyConditionExpression"] = "#PK = :business AND begins_with(#SK, :expense_prefix)"
+        request["ExpressionAttributeNames"] |= {"#PK": PARTITION_KEY, "#SK": SORT_KEY}
+        request["ExpressionAttributeValues"] |= {
+            ":business": {"S": business_id},
+            ":expense_prefix": {"S": EXPENSE_SORT_PREFIX},
+        }
+        return "query", request
+
+    def check(self) -> None:
+        try:
+            description = describe_table(self.client, self.table_name)
+        except LookupStoreUnavailable:
+            raise
+        except LookupStoreError as exc:
+            raise LookupStoreUnavailable(str(exc)) from exc
+        status = description.get("TableStatus")
+        # An UPDATING table (capacity or index changes) still serves reads.
+        if status not in ("ACTIVE", "UPDATING"):
+            raise LookupStoreUnavailable(f"DynamoDB table {self.table_name} is {status}, not ACTIVE.")
+
+
+def _latest_change_per_expense(changes: list[ExpenseChange]) -> list[int]:
+    """Return the indexes of the highest-version change of each expense; the first wins a tie."""
+    latest: dict[tuple[str, str], int] = {}
+    for index, change in enumerate(changes):
+        key = (change.business_id, change.expense_id)
+        if key not in latest or change.version > changes[latest[key]].version:
+            latest[key] = index
+    return sorted(latest.values())
+
+
+def _key(business_id: str, expense_id: str) -> dict:
+    return {PARTITION_KEY: {"S": business_id}, SORT_KEY: {"S": EXPENSE_SORT_PREFIX + expense_id}}
+
+
+def _supplier_partition(business_id: str, supplier_key: str) -> str:
+    # Escaping "%" and "#" in the business id keeps the first "#" the separator, so no other
+    # business and supplier pair can produce the same index key.
+    escaped = business_id.replace("%", "%25").replace("#", "%23")
+    return f"{escaped}#{supplier_key}"
+
+
+def _item(change: ExpenseChange, *, learned_at: datetime.datetime) -> dict:
+    """Build the item for a change; a delete builds a tombstone without index keys."""
+    item = _key(change.business_id, change.expense_id) | {
+        "version": {"N": str(change.version)},
+        "deleted": {"BOOL": change.kind == ChangeKind.DELETE},
+        "source_event_id": {"S": change.event_id},
+        "learned_at": {"S": learned_at.isoformat()},
+    }
+    if change.kind == ChangeKind.DELETE:
+        return item
+
+    expense = change.expense
+    if expense is None:
+        raise LookupStoreError(f"Upsert of {change.business_id}/{change.expense_id} carries no expense.")
+    date_text = expense.date.isoformat() if expense.date else MISSING_DATE
+    item |= {name: {"S": getattr(expense, name)} for name in STRING_ATTRIBUTES}
+    item |= {
+        SUPPLIER_INDEX_PARTITION_KEY: {"S": _supplier_partition(change.business_id, expense.supplier_key)},
+        SUPPLIER_INDEX_SORT_KEY: {"S": f"{date_text}#{change.version:0{VERSION_DIGITS}d}"},
+    }
+    if expense.date is not None:
+        item["date"] = {"S": date_text}
+    for name in ("amount", "vat_amount"):
+        value = getattr(expense, name)
+        if value is not None:
+            item[name] = {"N": _number_text(value, change=change, field=name)}
+    return item
+
+
+def _number_text(value: Decimal, *, change: ExpenseChange, field: str) -> str:
+    if not isinstance(value, Decimal) or not value.is_finite():
+        raise LookupStoreError(
+            f"Invalid {field} {value!r} for {change.business_id}/{change.expense_id}; expected a finite Decimal."
+        )
+    return str(value)
+
+
+def _expense(item: dict) -> Expense:
+    strings = {name: item[name]["S"] if name in item else "" for name in STRING_ATTRIBUTES}
+    return Expense(
+        business_id=item[PARTITION_KEY]["S"],
+        expense_id=item[SORT_KEY]["S"].removeprefix(EXPENSE_SORT_PREFIX),
+        version=int(item["version"]["N"]),
+        amount=Decimal(item["amount"]["N"]) if "amount" in item else None,
+        vat_amount=Decimal(item["vat_amount"]["N"]) if "vat_amount" in item else None,
+        date=datetime.date.fromisoformat(item["date"]["S"]) if "date" in item else None,
+        deleted=item["deleted"]["BOOL"],
+        source_event_id=item["source_event_id"]["S"],
+        learned_at=datetime.datetime.fromisoformat(item["learned_at"]["S"]),
+        **strings,
+    )

@@ -1,0 +1,85 @@
+from pathlib import Path
+from unittest import mock
+
+import pytest
+
+from mlops import services
+from mlops.models import ModelVersion
+from mlops.predictors import PredictorUnavailable, get_predictor
+
+RECORD = {"business_id": "b1", "supplier": "Trainline 12", "amount": "45.00", "currency": "GBP"}
+
+
+def test_predictor_without_active_version(db):
+    with pytest.raises(PredictorUnavailable, match="No model version is active yet"):
+        get_predictor().predict([RECORD], top_k=3)
+
+    assert get_predictor().status() == {"model_version": None, "error": "No model version is active yet."}
+
+
+def test_predictor_switches_after_activate_version(register_model):
+    first = register_model(activate=True)
+    second = register_model()
+    predictor = get_predictor()
+    assert predictor.predict([RECORD], top_k=3).model_version == first.version
+
+    services.activate_version(version=second.version)
+
+    assert predictor.predict([RECORD], top_k=3).model_version == second.version
+    assert list(ModelVersion.objects.filter(is_active=True).values_list("version", flat=True)) == [second.version]
+
+
+def test_predictor_sees_first_activation_at_once(register_model, settings):
+    settings.ACTIVE_MODEL_CHECK_SECONDS = 60.0
+    predictor = get_predictor()
+    with pytest.raises(PredictorUnavailable):
+        predictor.predict([RECORD], top_k=3)
+
+    version = register_model(activate=True)
+
+    assert predictor.predict([RECORD], top_k=3).model_version == version.version
+
+
+def test_predictor_switches_after_check_interval(register_model, settings):
+    settings.ACTIVE_MODEL_CHECK_SECONDS = 5.0
+    first = register_model(activate=True)
+    second = register_model()
+    predictor = get_predictor()
+
+    with mock.patch("mlops.predictors.time.monotonic", return_value=1000.0):
+        assert predictor.predict([RECORD], top_k=3).model_version == first.version
+        services.activate_version(version=second.version)
+        # Within the interval the loaded model predicts without a registry query.
+        assert predictor.predict([RECORD], top_k=3).model_version == first.version
+
+    with mock.patch("mlops.predictors.time.monotonic", return_value=1005.0):
+        assert predictor.predict([RECORD], top_k=3).model_version == second.version
+
+
+def test_predictor_keeps_previous_version_on_changed_artefact(register_model):
+    good = register_model(activate=True)
+    predictor = get_predictor()
+    predictor.predict([RECORD], top_k=3)
+    tampered = register_model()
+    path = Path(tampered.artefact_uri)
+    path.chmod(0o644)
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+    services.activate_version(version=tampered.version)
+
+    assert predictor.predict([RECORD], top_k=3).model_version == good.version
+    assert "it was changed or corrupted" in predictor.status()["error"]
+
+
+def test_predictor_recovers_when_fixed_version_is_activated(register_model):
+    skewed = register_model(activate=True, metadata_changes={"sklearn_version": "0.24.2"})
+    predictor = get_predictor()
+    with pytest.raises(PredictorUnavailable, match=f"Cannot load model {skewed.version}"):
+        predictor.predict([RECORD], top_k=3)
+
+    fixed = register_model(activate=True)
+
+    assert predictor.predict([RECORD], top_k=3).model_version == fixed.version
+    assert predictor.status() == {"model_version": fixed.version, "error": None}

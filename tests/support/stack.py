@@ -1,0 +1,196 @@
+"""Start and stop a real service stack on loopback for integration tests.
+
+Every process is started in its own session, so stopping one by its PID can also reach the
+children it forked (gunicorn and Celery workers) through its process group, and nothing else.
+Every wait is bounded and raises StackError with the tail of the relevant log.
+"""
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import redis
+
+REPO = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+LOG_TAIL_CHARS = 4000
+# Environment prefixes of the service's own settings, removed from the parent environment so a
+# developer's shell cannot point the test stack at another database or broker.
+_SERVICE_ENV_PREFIXES = ("DJANGO_", "CELERY_", "DATABASE_", "LOOKUP_", "ARTEFACT_", "VAR_DIR", "PREDICTOR", "AWS_")
+
+
+class StackError(Exception):
+    """A stack process failed to start, exited early, or a bounded wait timed out."""
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def service_env(**overrides: str) -> dict[str, str]:
+    """Return the parent environment without the service's settings, plus overrides and the venv on PATH."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(_SERVICE_ENV_PREFIXES)}
+    env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '')}"
+    return env | overrides
+
+
+@contextlib.contextmanager
+def postgres_database(prefix: str = "expense_test") -> Iterator[str]:
+    """Create a uniquely named PostgreSQL database on loopback; yield its URL, then drop it."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        raise StackError(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {exc}") from exc
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        # A throwaway database needs no durability, so its commits do not wait for a WAL flush.
+        # The worker commits several times per imported event.
+        admin.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
+            # FORCE (PostgreSQL 13+) ends sessions a killed process may have left open.
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def flushed_redis_url(db: int) -> str:
+    """Empty one Redis database on loopback and return its URL."""
+    url = f"redis://127.0.0.1:6379/{db}"
+    client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        client.flushdb()
+    except redis.ConnectionError as exc:
+        raise StackError(f"Redis is not reachable at {url}: {exc}") from exc
+    finally:
+        client.close()
+    return url
+
+
+def manage(env: dict[str, str], *args: str, timeout: float) -> subprocess.CompletedProcess:
+    """Run `manage.py ARGS` to completion; raise StackError with its output if it fails or times out."""
+    command = [str(VENV_BIN / "python"), "manage.py", *args]
+    try:
+        completed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise StackError(f"manage.py {' '.join(args)} timed out after {timeout} s") from exc
+    if completed.returncode != 0:
+        raise StackError(
+            f"manage.py {' '.join(args)} exited with {completed.returncode}:\n"
+            f"{completed.stdout[-LOG_TAIL_CHARS:]}\n{completed.stderr[-LOG_TAIL_CHARS:]}"
+        )
+    return completed
+
+
+@dataclass
+class StackProcess:
+    """A long-running process of the stack, with its output in a log file."""
+
+    name: str
+    process: subprocess.Popen
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log_tail(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-LOG_TAIL_CHARS:]
+        except OSError as exc:
+            return f"(log {self.log_path} unreadable: {exc})"
+
+    def check_running(self) -> None:
+        """Raise StackError if the process has exited."""
+        code = self.process.poll()
+        if code is not None:
+            raise StackError(f"{self.name} (pid {self.pid}) exited with {code}:\n{self.log_tail()}")
+
+
+def start_process(name: str, command: list[str], *, env: dict[str, str], log_dir: Path) -> StackProcess:
+    """Start a command from the repository folder in a new session, logging to LOG_DIR/NAME.log."""
+    log_path = log_dir / f"{name}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    return StackProcess(name=name, process=process, log_path=log_path)
+
+
+def stop_process(stack_process: StackProcess, *, timeout: float = 20.0) -> None:
+    """Stop a started process: SIGTERM to its PID, then SIGKILL to its process group after timeout.
+
+    The process group is the one start_process created for this PID, so only the process and
+    the children it forked are signalled.
+    """
+    process = stack_process.process
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pass
+    # Forked children (a gunicorn or Celery worker) may outlive a parent that was killed.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    if process.poll() is None:
+        process.wait(timeout=10)
+
+
+def wait_until(predicate: Callable[[], object], *, timeout: float, interval: float, description: str) -> object:
+    """Call predicate until it returns a true value and return it; raise StackError after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise StackError(f"Timed out after {timeout} s waiting for {description}.")
+        time.sleep(interval)
+
+
+def http_json(url: str, *, body=None, token: str | None = None, timeout: float = 30.0) -> tuple[int, object]:
+    """Send a GET (or a POST with a JSON body) and return the status and the decoded JSON body.
+
+    A body that is not JSON (an HTML error page) is returned as text, so callers can report it.
+    """
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    if token:
+        headers["Authorization"] = f"Token {token}"
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers=headers, method="POST" if data is not None else "GET")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status, raw = response.status, response.read()
+    except urllib.error.HTTPError as error:
+        status, raw = error.code, error.read()
+    try:
+        return status, json.loads(raw or b"null")
+    except ValueError:
+        return status, raw.decode(errors="replace")
+
+
+def http_status(url: str, *, timeout: float = 5.0) -> int | None:
+    """Return the status of a GET, or None while nothing accepts connections."""
+    try:
+        status, _ = http_json(url, timeout=timeout)
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return None
+    return status
