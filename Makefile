@@ -21,9 +21,19 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@
 
+# Headless Chromium for the browser tests, from Debian's package (Playwright's own download fails here).
+$(VENV)/.installed-browser: $(BIN)/python
+	@if [ -x /usr/bin/chromium ]; then \
+		echo "Chromium found at /usr/bin/chromium"; \
+	else \
+		echo "Installing Debian's chromium package with apt-get"; \
+		apt-get update -qq && apt-get install -y -qq chromium; \
+	fi
+	touch $@
+
 install: $(VENV)/.installed
 
-install-dev: $(VENV)/.installed-dev
+install-dev: $(VENV)/.installed-dev $(VENV)/.installed-browser
 
 run: install
 	mkdir -p var

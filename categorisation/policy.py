@@ -1,14 +1,21 @@
 """The combination policy: how rules, the lookup and the model rank categories.
 
-First policy: a matching override rule wins; then the categories the business gave to the same
-supplier before, by weighted agreement; then the model's categories. A lookup on a key that only
-names a payment processor ("paypal") is weak evidence, so there the model ranks first.
+A matching override rule ranks first. Below it, each category's confidence is a weighted blend of
+the lookup's confidence for the supplier's leading category and the model's probability:
+
+    confidence = LOOKUP_WEIGHT * lookup + (1 - LOOKUP_WEIGHT) * model
+
+The model reads the supplier too, so the lookup mostly matters for suppliers the model has not
+learnt yet. With the weight at 0.5, one past expense (lookup confidence 0.5) ranks its category
+first unless the model gives another category at least 0.5 more probability than it gives the
+lookup's category. A key that only names a payment processor ("paypal") has a lower weight.
+The weights were chosen by `python -m benchmarks.policy_replay`; see docs/quality.md.
 """
 
 import datetime
 import math
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from lookup.domain import Expense
@@ -18,6 +25,16 @@ RULE_CONFIDENCE = 1.0
 RECENCY_HALF_LIFE_DAYS = 365
 # A generic key (payment processor) caps the lookup's confidence at this value.
 GENERIC_LOOKUP_CONFIDENCE_CAP = 0.3
+# Share of the blended confidence that comes from the lookup, for a supplier key and a generic key.
+LOOKUP_WEIGHT = 0.5
+GENERIC_LOOKUP_WEIGHT = 0.2
+# A past expense of the same department counts this many times as much as one of another
+# department, because councils buy many categories from one supplier and the department
+# distinguishes them.
+SAME_DEPARTMENT_WEIGHT = 10.0
+# The service requests at least this many categories from the model, so the blend usually finds the
+# model's probability for the lookup's category.
+MODEL_CANDIDATES = 10
 MAX_EVIDENCE_EXPENSES = 5
 AMOUNT_DISTANCE_SCALE = 0.15
 
@@ -35,12 +52,13 @@ def rule_candidate(*, rule_id: int, category: str) -> Candidate:
 
 
 def lookup_candidates(
-    *, similar: list[Expense], amount: Decimal, date: datetime.date, generic: bool
+    *, similar: list[Expense], amount: Decimal, date: datetime.date, generic: bool, department: str = ""
 ) -> list[Candidate]:
     """Rank the categories of similar past expenses by weighted agreement.
 
     Each past expense votes for its category with a weight for recency and amount closeness, so
-    amount only breaks ties between categories with similar support. Confidence is the category's
+    amount only breaks ties between categories with similar support. A vote from the same
+    non-empty department counts SAME_DEPARTMENT_WEIGHT times as much. Confidence is the category's
     share of the votes, scaled by n / (n + 1) for its n agreeing expenses, so one match gives
     0.5 and nine agreeing matches give 0.9.
     """
@@ -50,6 +68,8 @@ def lookup_candidates(
     members = defaultdict(list)
     for expense in similar:
         weight = _recency_weight(expense.date, date) * _amount_weight(expense.amount, amount)
+        if department and expense.department == department:
+            weight *= SAME_DEPARTMENT_WEIGHT
         weights[expense.category] += weight
         members[expense.category].append(expense)
 
@@ -94,19 +114,48 @@ def model_candidates(*, ranked: list[dict], model_version: str) -> list[Candidat
 def combine(
     *, rule: Candidate | None, lookup: list[Candidate], model: list[Candidate], generic: bool, top_k: int
 ) -> list[Candidate]:
-    """Return up to top_k candidates, one per category, in the policy's order."""
-    ordered = [rule] if rule else []
-    ordered += (model + lookup) if generic else (lookup + model)
-    seen = set()
-    ranked = []
-    for candidate in ordered:
-        if candidate.category in seen:
-            continue
-        seen.add(candidate.category)
-        ranked.append(candidate)
+    """Return up to top_k candidates, one per category, best first: the rule, then the blend."""
+    ranked = [rule] if rule else []
+    seen = {rule.category} if rule else set()
+    for candidate in blend(lookup=lookup, model=model, generic=generic):
         if len(ranked) == top_k:
             break
+        if candidate.category not in seen:
+            seen.add(candidate.category)
+            ranked.append(candidate)
     return ranked
+
+
+def blend(*, lookup: list[Candidate], model: list[Candidate], generic: bool) -> list[Candidate]:
+    """Rank lookup and model candidates by blended confidence, highest first.
+
+    With only one source, its own candidates and confidences are returned. With both, only the
+    lookup's leading category gets the lookup's share, so the lookup's minority categories do not
+    push the model's runners-up out of the top three. A minority category that the model did not
+    return is dropped. Each candidate keeps the source that contributed more to its confidence,
+    with that source's evidence.
+    """
+    if not lookup or not model:
+        return lookup or model
+    weight = GENERIC_LOOKUP_WEIGHT if generic else LOOKUP_WEIGHT
+    leader = lookup[0]
+    blended = []
+    for candidate in model:
+        if candidate.category == leader.category:
+            blended.append(_blend_leader(leader, candidate, weight))
+        else:
+            blended.append(replace(candidate, confidence=round((1 - weight) * candidate.confidence, 6)))
+    if leader.category not in {candidate.category for candidate in model}:
+        blended.append(_blend_leader(leader, None, weight))
+    # sorted() is stable, so equal confidences keep the model's order.
+    return sorted(blended, key=lambda candidate: -candidate.confidence)
+
+
+def _blend_leader(leader: Candidate, model: Candidate | None, weight: float) -> Candidate:
+    lookup_part = weight * leader.confidence
+    model_part = (1 - weight) * model.confidence if model else 0.0
+    dominant = leader if model is None or lookup_part >= model_part else model
+    return replace(dominant, confidence=round(lookup_part + model_part, 6))
 
 
 def _recency_weight(past: datetime.date | None, now: datetime.date) -> float:

@@ -32,7 +32,9 @@ def predict_expenses(*, expenses: list[dict], top_k: int) -> list[Prediction]:
     """
     degraded = []
     rules_by_business = _rules_for(expenses, degraded)
-    model_version, model_results = _model_predictions(expenses, top_k, degraded)
+    # More model categories than returned, so the blend finds the model's probability for the
+    # lookup's category more often.
+    model_version, model_results = _model_predictions(expenses, max(top_k, policy.MODEL_CANDIDATES), degraded)
 
     predictions = []
     for index, expense in enumerate(expenses):
@@ -81,7 +83,13 @@ def _lookup_candidates(expense: dict, key: str, generic: bool, degraded: list[st
         logger.exception("Lookup store failed; answering without it", extra={"business_id": expense["business_id"]})
         degraded.append("lookup")
         return []
-    return policy.lookup_candidates(similar=similar, amount=expense["amount"], date=expense["date"], generic=generic)
+    return policy.lookup_candidates(
+        similar=similar,
+        amount=expense["amount"],
+        date=expense["date"],
+        generic=generic,
+        department=expense.get("department", ""),
+    )
 
 
 def _model_predictions(expenses: list[dict], top_k: int, degraded: list[str]) -> tuple[str | None, list | None]:

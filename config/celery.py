@@ -3,6 +3,7 @@
 import os
 
 from celery import Celery
+from celery.schedules import crontab
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
@@ -31,3 +32,22 @@ def register_periodic_tasks(sender, **kwargs):
         sender.signature("lookup.tasks.sweep_pending_events"),
         name="re-enqueue pending events",
     )
+    retraining = retraining_schedule(settings.RETRAIN_SCHEDULE)
+    if retraining is not None:
+        sender.add_periodic_task(
+            retraining,
+            sender.signature("mlops.tasks.retrain_on_schedule"),
+            name="scheduled retraining",
+        )
+
+
+def retraining_schedule(name: str) -> crontab | None:
+    """Return the crontab of a RETRAIN_SCHEDULE value, or None for "off".
+
+    Both run at 02:00 UTC, which is Celery's default time zone; "weekly" runs on Mondays.
+    """
+    if name == "daily":
+        return crontab(minute=0, hour=2)
+    if name == "weekly":
+        return crontab(minute=0, hour=2, day_of_week="mon")
+    return None

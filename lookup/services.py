@@ -10,6 +10,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from lookup.domain import ApplyOutcome, ChangeKind, Expense, ExpenseChange
@@ -126,27 +127,61 @@ def enqueue_events(event_pks: list[int], *, countdown: float = 0) -> None:
 def apply_events(*, event_pks: list[int]) -> list[int]:
     """Apply pending inbox events to the lookup store, in version order per expense.
 
-    Events already applied are skipped, so a duplicate delivery changes nothing. Returns the
-    events that hit a transient store error and are still pending; an event that reaches
-    EVENT_MAX_ATTEMPTS is parked as failed instead.
+    Events already applied are skipped, so a duplicate delivery changes nothing. The batch goes
+    to the store in one `apply_many` call; if that fails, each event is applied on its own so a
+    failure is counted against the event that caused it. Returns the events that hit a transient
+    store error and are still pending; an event that reaches EVENT_MAX_ATTEMPTS is parked as
+    failed instead.
     """
     events = list(
         ExpenseEvent.objects.filter(pk__in=event_pks, status=ExpenseEvent.Status.PENDING).order_by("version", "pk")
     )
-    store = get_lookup_store()
-    retry = []
+    ready, changes = [], []
     for event in events:
         try:
-            outcome = store.apply(change_from_event(event))
+            changes.append(change_from_event(event))
+        except (KeyError, ValueError, ArithmeticError) as exc:
+            _record_failure(event, exc, transient=False)
+            continue
+        ready.append(event)
+    if not ready:
+        return []
+
+    store = get_lookup_store()
+    try:
+        outcomes = store.apply_many(changes)
+    except LookupStoreError as exc:
+        logger.warning("Batch apply failed; applying events one by one", extra={"count": len(ready), "error": str(exc)})
+        return _apply_one_by_one(store, ready, changes)
+    _record_outcomes(list(zip(ready, outcomes, strict=True)))
+    return []
+
+
+def _apply_one_by_one(store, events: list[ExpenseEvent], changes: list[ExpenseChange]) -> list[int]:
+    retry = []
+    for event, change in zip(events, changes, strict=True):
+        try:
+            outcome = store.apply(change)
         except LookupStoreUnavailable as exc:
             if _record_failure(event, exc, transient=True):
                 retry.append(event.pk)
             continue
-        except (LookupStoreError, KeyError, ValueError, ArithmeticError) as exc:
+        except LookupStoreError as exc:
             _record_failure(event, exc, transient=False)
             continue
-        _record_outcome(event, outcome)
+        if outcome == ApplyOutcome.STALE and _written_by(store, change):
+            # The failed batch call had already written this change before it stopped.
+            outcome = ApplyOutcome.APPLIED
+        _record_outcomes([(event, outcome)])
     return retry
+
+
+def _written_by(store, change: ExpenseChange) -> bool:
+    try:
+        stored = store.get_expense(business_id=change.business_id, expense_id=change.expense_id)
+    except LookupStoreError:
+        return False
+    return stored is not None and stored.version == change.version and stored.source_event_id == change.event_id
 
 
 def retry_delay_seconds(attempts: int) -> float:
@@ -222,11 +257,19 @@ def retry_failed_events(*, event_pks: list[int]) -> int:
     return len(pks)
 
 
-def _record_outcome(event: ExpenseEvent, outcome: ApplyOutcome) -> None:
-    status = ExpenseEvent.Status.APPLIED if outcome == ApplyOutcome.APPLIED else ExpenseEvent.Status.STALE
-    ExpenseEvent.objects.filter(pk=event.pk, status=ExpenseEvent.Status.PENDING).update(
-        status=status, processed_at=timezone.now(), attempts=event.attempts + 1, last_error=""
-    )
+def _record_outcomes(results: list[tuple[ExpenseEvent, ApplyOutcome]]) -> None:
+    """Mark events applied or stale: two UPDATE statements for the whole batch."""
+    now = timezone.now()
+    with transaction.atomic():
+        for outcome, status in (
+            (ApplyOutcome.APPLIED, ExpenseEvent.Status.APPLIED),
+            (ApplyOutcome.STALE, ExpenseEvent.Status.STALE),
+        ):
+            pks = [event.pk for event, result in results if result == outcome]
+            if pks:
+                ExpenseEvent.objects.filter(pk__in=pks, status=ExpenseEvent.Status.PENDING).update(
+                    status=status, processed_at=now, attempts=F("attempts") + 1, last_error=""
+                )
 
 
 def _record_failure(event: ExpenseEvent, error: Exception, *, transient: bool) -> bool:

@@ -1,10 +1,16 @@
 """Holdout metrics of a model: accuracy, F1, calibration and precision by confidence threshold."""
 
+import collections
+
 import numpy as np
-from sklearn.metrics import f1_score, precision_recall_fscore_support
+from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
 CONFIDENCE_THRESHOLDS = (0.3, 0.5, 0.7, 0.9)
 CALIBRATION_BINS = 10
+# The confusion matrix keeps the most frequent holdout categories and folds the rest into one
+# row and column, because a matrix of 200 categories cannot be read.
+CONFUSION_MATRIX_MAX_CATEGORIES = 20
+OTHER_CATEGORIES_LABEL = "(other categories)"
 
 
 def holdout_metrics(*, true_labels: list[str], ranked: list[list[dict]]) -> dict:
@@ -39,7 +45,26 @@ def holdout_metrics(*, true_labels: list[str], ranked: list[list[dict]]) -> dict
             }
             for label, p, r, f, s in zip(labels, precision, recall, f1, support, strict=True)
         ],
+        "confusion_matrix": confusion_counts(true_labels=true_labels, predicted_labels=top1),
     }
+
+
+def confusion_counts(*, true_labels: list[str], predicted_labels: list[str]) -> dict:
+    """Return the confusion matrix of the most frequent true categories as counts.
+
+    `counts[i][j]` is the number of rows of true category `labels[i]` predicted as `labels[j]`.
+    The last label is OTHER_CATEGORIES_LABEL: every other category, and rows with no prediction.
+    """
+    frequency = collections.Counter(true_labels)
+    ranked = sorted(frequency.items(), key=lambda item: (-item[1], item[0]))
+    shown = [label for label, _ in ranked[:CONFUSION_MATRIX_MAX_CATEGORIES]]
+    kept = set(shown)
+    labels = [*shown, OTHER_CATEGORIES_LABEL]
+
+    folded_true = [label if label in kept else OTHER_CATEGORIES_LABEL for label in true_labels]
+    folded_predicted = [label if label in kept else OTHER_CATEGORIES_LABEL for label in predicted_labels]
+    counts = confusion_matrix(folded_true, folded_predicted, labels=labels)
+    return {"labels": labels, "counts": counts.astype(int).tolist()}
 
 
 def _threshold_row(threshold: float, confidence: np.ndarray, correct: np.ndarray) -> dict:

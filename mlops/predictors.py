@@ -1,18 +1,27 @@
-"""Predictors: where the model's answers come from (in process by default)."""
+"""Predictors: where the model's predictions come from (in process by default, or a SageMaker endpoint)."""
 
+import json
 import logging
+import random
 import shutil
 import time
 from dataclasses import dataclass
 from functools import lru_cache
 
+from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 
+from mlops import aws
 from mlops.artefacts import ArtefactError, get_artefact_store, unpack_verified
-from mlops.inference import IncompatibleModelError, load_bundle, predict_records
+from mlops.inference import JSON_CONTENT_TYPE, IncompatibleModelError, load_bundle, predict_records
 from mlops.models import ModelVersion
 
 logger = logging.getLogger(__name__)
+
+# Full-jitter backoff between SageMaker attempts: a random wait up to base * 2**attempt seconds,
+# capped, so that many workers throttled together do not retry in step.
+RETRY_BACKOFF_BASE_SECONDS = 0.05
+RETRY_BACKOFF_MAX_SECONDS = 1.0
 
 
 class PredictorUnavailable(Exception):
@@ -96,7 +105,126 @@ def load_version_bundle(version: ModelVersion) -> dict:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+class SageMakerPredictor:
+    """Serves predictions from a SageMaker endpoint running mlops.inference.
+
+    Each attempt is bounded by the runtime client's read timeout, and the whole prediction by
+    SAGEMAKER_INVOKE_DEADLINE_SECONDS. Throttling, 5xx responses and timeouts are retried with
+    full jitter while a whole attempt still fits before the deadline. A ModelError or any other
+    4xx is not retried. Every failure raises PredictorUnavailable.
+    """
+
+    def __init__(
+        self,
+        *,
+        endpoint_name: str,
+        max_attempts: int,
+        deadline_seconds: float,
+        attempt_timeout_seconds: float,
+    ):
+        self.endpoint_name = endpoint_name
+        self.max_attempts = max_attempts
+        self.deadline_seconds = deadline_seconds
+        self.attempt_timeout_seconds = attempt_timeout_seconds
+        self._last_version = None
+        self._last_error = ""
+
+    @classmethod
+    def from_settings(cls) -> "SageMakerPredictor":
+        return cls(
+            endpoint_name=settings.SAGEMAKER_ENDPOINT_NAME,
+            max_attempts=settings.SAGEMAKER_INVOKE_MAX_ATTEMPTS,
+            deadline_seconds=settings.SAGEMAKER_INVOKE_DEADLINE_SECONDS,
+            attempt_timeout_seconds=settings.SAGEMAKER_INVOKE_TIMEOUT_SECONDS,
+        )
+
+    def predict(self, records: list[dict], *, top_k: int) -> ModelPredictions:
+        if not records:
+            return ModelPredictions(model_version=self._last_version, results=[])
+        body = json.dumps({"instances": records, "top_k": top_k})
+        try:
+            payload = self._invoke_with_retries(body)
+            predictions = parse_endpoint_response(payload, expected_count=len(records))
+        except PredictorUnavailable as exc:
+            self._last_error = str(exc)
+            raise
+        self._last_version, self._last_error = predictions.model_version, ""
+        return predictions
+
+    def status(self) -> dict:
+        """Return the version and error of the last prediction, without invoking the endpoint.
+
+        Before the first prediction the version is the registry's active one, which a deploy
+        activates only once the endpoint serves it.
+        """
+        if self._last_version is None and not self._last_error:
+            active = ModelVersion.objects.filter(is_active=True).values_list("version", flat=True).first()
+            return {"model_version": active, "error": None if active else "No model version is active yet."}
+        return {"model_version": self._last_version, "error": self._last_error or None}
+
+    def _invoke_with_retries(self, body: str) -> bytes:
+        deadline = time.monotonic() + self.deadline_seconds
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                return self._invoke(body)
+            except (BotoCoreError, ClientError) as exc:
+                error = exc
+            detail = {"endpoint": self.endpoint_name, "attempt": attempt, "error": str(error)[:500]}
+            if not aws.is_transient(error):
+                logger.warning("SageMaker invocation failed; not retrying", extra=detail)
+                raise PredictorUnavailable(f"SageMaker endpoint {self.endpoint_name} failed: {error}") from error
+
+            backoff = random.uniform(0, min(RETRY_BACKOFF_MAX_SECONDS, RETRY_BACKOFF_BASE_SECONDS * 2**attempt))
+            # Start another attempt only if it can run to its read timeout before the deadline.
+            if time.monotonic() + backoff + self.attempt_timeout_seconds > deadline:
+                break
+            if attempt < self.max_attempts:
+                logger.warning("SageMaker invocation failed; retrying", extra=detail)
+                time.sleep(backoff)
+        raise PredictorUnavailable(
+            f"SageMaker endpoint {self.endpoint_name} did not respond after {attempt} attempt(s) "
+            f"within {self.deadline_seconds} s: {error}"
+        ) from error
+
+    def _invoke(self, body: str) -> bytes:
+        response = aws.sagemaker_runtime_client().invoke_endpoint(
+            EndpointName=self.endpoint_name, Body=body, ContentType=JSON_CONTENT_TYPE, Accept=JSON_CONTENT_TYPE
+        )
+        return response["Body"].read()
+
+
+def parse_endpoint_response(payload: bytes, *, expected_count: int) -> ModelPredictions:
+    """Check an endpoint's output_fn body and return it as ModelPredictions."""
+    try:
+        answer = json.loads(payload)
+    except ValueError as exc:
+        raise PredictorUnavailable(f"SageMaker endpoint returned a body that is not JSON: {payload[:200]!r}") from exc
+    results = answer.get("predictions") if isinstance(answer, dict) else None
+    if not isinstance(results, list) or len(results) != expected_count:
+        raise PredictorUnavailable(
+            f"SageMaker endpoint returned {payload[:200]!r}; expected "
+            f'{{"model_version": ..., "predictions": [...]}} with {expected_count} prediction(s).'
+        )
+    for ranked in results:
+        if not isinstance(ranked, list) or not all(_is_candidate(candidate) for candidate in ranked):
+            raise PredictorUnavailable(
+                f"SageMaker endpoint returned an invalid prediction {ranked!r:.200}; expected a list of "
+                '{"category": str, "confidence": number}.'
+            )
+    return ModelPredictions(model_version=answer.get("model_version"), results=results)
+
+
+def _is_candidate(candidate) -> bool:
+    return (
+        isinstance(candidate, dict)
+        and isinstance(candidate.get("category"), str)
+        and isinstance(candidate.get("confidence"), int | float)
+    )
+
+
 @lru_cache(maxsize=1)
-def get_predictor() -> InProcessPredictor:
+def get_predictor() -> InProcessPredictor | SageMakerPredictor:
     """Return the process-wide predictor chosen by the PREDICTOR setting."""
+    if settings.PREDICTOR == "sagemaker":
+        return SageMakerPredictor.from_settings()
     return InProcessPredictor()

@@ -1,7 +1,6 @@
 """Writes of the model lifecycle: training, registering and activating model versions."""
 
 import datetime
-import hashlib
 import logging
 import secrets
 
@@ -10,24 +9,17 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from lookup.stores import get_lookup_store
 from mlops.artefacts import get_artefact_store, package_bundle, sha256_hex
 from mlops.features import FEATURE_SCHEMA, FEATURE_SCHEMA_VERSION
-from mlops.models import ModelVersion, TrainingRun
-from mlops.training import TrainingError, TrainingRow, train
+from mlops.models import DatasetSnapshot, ModelVersion, TrainingRun
+from mlops.promotion import check_promotion_gate
+from mlops.snapshots import SnapshotError, create_snapshot, load_snapshot_rows, training_data_reference
+from mlops.training import TrainingError, train
 
 logger = logging.getLogger(__name__)
 
-# Fields of a stored expense that the model reads, as named in FEATURE_SCHEMA.
-_RECORD_FIELDS = (
-    "business_id",
-    "supplier",
-    "description",
-    "currency",
-    "payment_method",
-    "merchant_category",
-    "department",
-)
+# requested_by of the training runs and deployments that the periodic schedule starts.
+SCHEDULED_RETRAINING_USER = "scheduled retraining"
 
 
 def start_training(*, activate: bool, requested_by: str = "") -> TrainingRun:
@@ -40,10 +32,11 @@ def start_training(*, activate: bool, requested_by: str = "") -> TrainingRun:
 
 
 def run_training(*, run_id: int) -> ModelVersion | None:
-    """Train a model for a queued run; return the new version, or None if training failed.
+    """Snapshot the lookup store, train on the snapshot and register a version; None if training failed.
 
-    A TrainingError (too little data, one category) marks the run failed with its message; any
-    other exception marks it failed and propagates.
+    The run's stage and rows_read show progress while it runs. A TrainingError (too little data,
+    one category) or an unreadable snapshot marks the run failed with its message, and the active
+    version keeps serving. Any other exception marks the run failed and propagates.
     """
     run = TrainingRun.objects.get(pk=run_id)
     if run.status != TrainingRun.Status.QUEUED:
@@ -52,8 +45,11 @@ def run_training(*, run_id: int) -> ModelVersion | None:
     _update_run(run, status=TrainingRun.Status.RUNNING, stage="reading expenses", started_at=timezone.now())
 
     try:
-        rows, reference = snapshot_training_rows()
-        _update_run(run, rows_read=len(rows), stage="training")
+        snapshot = create_snapshot(on_rows_read=lambda count: _update_run(run, rows_read=count))
+        _update_run(run, stage="snapshot written", snapshot=snapshot, rows_read=snapshot.row_count)
+        # Training reads the file back, so it uses exactly the rows and row order that the
+        # promotion gate later rebuilds its holdout from.
+        rows = load_snapshot_rows(snapshot)
         result = train(
             rows,
             min_rows=settings.MODEL_MIN_TRAINING_ROWS,
@@ -61,8 +57,8 @@ def run_training(*, run_id: int) -> ModelVersion | None:
             on_stage=lambda stage: _update_run(run, stage=stage),
         )
         _update_run(run, stage="registering")
-        version = register_version(result=result, training_data=reference)
-    except TrainingError as exc:
+        version = register_version(result=result, training_data=training_data_reference(snapshot), snapshot=snapshot)
+    except (TrainingError, SnapshotError) as exc:
         _update_run(run, status=TrainingRun.Status.FAILED, stage="", error=str(exc), finished_at=timezone.now())
         logger.warning("Training failed", extra={"training_run": run.pk, "error": str(exc)})
         return None
@@ -83,31 +79,45 @@ def run_training(*, run_id: int) -> ModelVersion | None:
     return version
 
 
-def snapshot_training_rows() -> tuple[list[TrainingRow], dict]:
-    """Read every live expense from the lookup store; return rows and a reference to them."""
-    store = get_lookup_store()
-    rows = []
-    digest = hashlib.sha256()
-    for expense in sorted(store.iter_expenses(), key=lambda item: (item.business_id, item.expense_id)):
-        record = {name: getattr(expense, name) for name in _RECORD_FIELDS}
-        record["amount"] = str(expense.amount) if expense.amount is not None else ""
-        rows.append(TrainingRow(record=record, category=expense.category, date=expense.date))
-        digest.update(f"{expense.business_id}\x1f{expense.expense_id}\x1f{expense.version}\n".encode())
+def retrain_on_schedule() -> ModelVersion | None:
+    """Train a new version and deploy it if it passes the promotion gate; return the deployed version.
 
-    dates = [row.date for row in rows if row.date]
-    reference = {
-        "store": store.name,
-        "rows": len(rows),
-        "categories": len({row.category for row in rows}),
-        "businesses": len({row.record["business_id"] for row in rows}),
-        "date_from": min(dates).isoformat() if dates else None,
-        "date_to": max(dates).isoformat() if dates else None,
-        "sha256": digest.hexdigest(),
-    }
-    return rows, reference
+    Returns None, and deploys nothing, when another run is queued or running, when training fails,
+    or when the gate fails: a scheduled run never overrides the gate.
+    """
+    if TrainingRun.objects.filter(status__in=[TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING]).exists():
+        logger.info("Skipping scheduled retraining while another training run is queued or running")
+        return None
+    run = TrainingRun.objects.create(activate=False, requested_by=SCHEDULED_RETRAINING_USER)
+    candidate = run_training(run_id=run.pk)
+    if candidate is None:
+        return None
+
+    # Imported when used: deployment activates versions through this module, so importing it at
+    # the top would be circular.
+    from mlops.deployment import DeploymentError, deploy_version
+
+    gate = check_promotion_gate(candidate=candidate, active=ModelVersion.objects.filter(is_active=True).first())
+    if not gate.passed:
+        logger.warning(
+            "Scheduled model not deployed: the promotion gate failed",
+            extra={"training_run": run.pk, "model_version": candidate.version, "reason": gate.reason},
+        )
+        return None
+    try:
+        deploy_version(version=candidate.version, requested_by=SCHEDULED_RETRAINING_USER)
+    except DeploymentError as exc:
+        # The Deployment row records the failed step; the previous version keeps serving.
+        logger.error(
+            "Scheduled model deployment failed",
+            extra={"training_run": run.pk, "model_version": candidate.version, "error": str(exc)},
+        )
+        return None
+    logger.info("Scheduled model deployed", extra={"training_run": run.pk, "model_version": candidate.version})
+    return candidate
 
 
-def register_version(*, result, training_data: dict) -> ModelVersion:
+def register_version(*, result, training_data: dict, snapshot: DatasetSnapshot | None = None) -> ModelVersion:
     """Package, store and register a trained model as a new immutable version."""
     version = new_version_id()
     metadata = {
@@ -132,6 +142,7 @@ def register_version(*, result, training_data: dict) -> ModelVersion:
         training_data=training_data,
         hyper_parameters=result.hyper_parameters,
         metrics=result.metrics,
+        snapshot=snapshot,
     )
 
 

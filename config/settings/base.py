@@ -188,6 +188,40 @@ ACTIVE_MODEL_CHECK_SECONDS = env_float("ACTIVE_MODEL_CHECK_SECONDS", 5.0)
 MODEL_MIN_TRAINING_ROWS = env_int("MODEL_MIN_TRAINING_ROWS", 30, minimum=2)
 MODEL_HOLDOUT_FRACTION = env_float("MODEL_HOLDOUT_FRACTION", 0.2)
 
+# SageMaker deployment. With PREDICTOR=sagemaker, `deploy_model` puts a version on this endpoint
+# and the predictor invokes it. The deploying identity needs iam:PassRole on the execution role.
+# The image must be a SageMaker scikit-learn serving image, and the container installs the
+# scikit-learn version the artefact was trained with (docs/models.md lists the permissions).
+SAGEMAKER_ENDPOINT_NAME = env_str("SAGEMAKER_ENDPOINT_NAME", "expense-categoriser")
+SAGEMAKER_ROLE_ARN = env_str("SAGEMAKER_ROLE_ARN", "")
+SAGEMAKER_IMAGE_URI = env_str("SAGEMAKER_IMAGE_URI", "")
+SAGEMAKER_INSTANCE_TYPE = env_str("SAGEMAKER_INSTANCE_TYPE", "ml.m5.large")
+SAGEMAKER_INSTANCE_COUNT = env_int("SAGEMAKER_INSTANCE_COUNT", 1, minimum=1)
+# The s3://bucket/prefix that a deploy uploads artefacts and inference code to when they are not
+# on S3 yet. Leave it empty only when ARTEFACT_STORE is an s3:// URI, which the code then uses.
+SAGEMAKER_MODEL_DATA_URI = env_str("SAGEMAKER_MODEL_DATA_URI", "")
+# Seconds a deploy waits for an endpoint to be InService, and between two status checks.
+SAGEMAKER_DEPLOY_TIMEOUT_SECONDS = env_int("SAGEMAKER_DEPLOY_TIMEOUT_SECONDS", 1800, minimum=1)
+SAGEMAKER_DEPLOY_POLL_SECONDS = env_float("SAGEMAKER_DEPLOY_POLL_SECONDS", 15.0)
+# Seconds to open a connection, for every S3 and SageMaker call. For InvokeEndpoint: seconds to
+# wait for the response of one attempt, the attempts per prediction (the first included), and the
+# deadline of one prediction over every attempt. Only throttling, 5xx responses and timeouts are
+# retried.
+SAGEMAKER_CONNECT_TIMEOUT_SECONDS = env_float("SAGEMAKER_CONNECT_TIMEOUT_SECONDS", 1.0, minimum=0.05)
+SAGEMAKER_INVOKE_TIMEOUT_SECONDS = env_float("SAGEMAKER_INVOKE_TIMEOUT_SECONDS", 2.0, minimum=0.05)
+SAGEMAKER_INVOKE_MAX_ATTEMPTS = env_int("SAGEMAKER_INVOKE_MAX_ATTEMPTS", 3, minimum=1)
+SAGEMAKER_INVOKE_DEADLINE_SECONDS = env_float("SAGEMAKER_INVOKE_DEADLINE_SECONDS", 5.0, minimum=0.05)
+# S3 and SageMaker control-plane calls (deploys, artefacts): attempts per call, the first
+# included, in botocore's standard retry mode.
+SAGEMAKER_CONTROL_MAX_ATTEMPTS = env_int("SAGEMAKER_CONTROL_MAX_ATTEMPTS", 5, minimum=1)
+
+# Model lifecycle. A candidate version passes the promotion gate unless its holdout top-1 or
+# top-3 accuracy is below the active version's by more than PROMOTION_TOLERANCE (0.01 is one
+# percentage point). RETRAIN_SCHEDULE "daily" or "weekly" retrains at 02:00 UTC (weekly on
+# Mondays) and deploys the new version only if it passes the gate.
+PROMOTION_TOLERANCE = env_float("PROMOTION_TOLERANCE", 0.01)
+RETRAIN_SCHEDULE = env_choice("RETRAIN_SCHEDULE", "off", ("off", "daily", "weekly"))
+
 # Prediction.
 PREDICTION_MAX_BATCH = env_int("PREDICTION_MAX_BATCH", 1000, minimum=1)
 PREDICTION_DEFAULT_TOP_K = 3

@@ -1,6 +1,6 @@
 """The lookup store on the Django database: the embedded default."""
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from decimal import Decimal
 
 from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
@@ -24,6 +24,15 @@ class SqlLookupStore(LookupStore):
             raise LookupStoreUnavailable(f"SQL lookup store unavailable: {exc}") from exc
         except DatabaseError as exc:
             raise LookupStoreError(f"SQL lookup store rejected the write: {exc}") from exc
+
+    def apply_many(self, changes: Iterable[ExpenseChange]) -> list[ApplyOutcome]:
+        """Apply changes in order in one transaction: one commit for the batch, not one per change."""
+        try:
+            with transaction.atomic():
+                return [self.apply(change) for change in changes]
+        except OperationalError as exc:
+            # Raised by the commit itself, after every apply succeeded.
+            raise LookupStoreUnavailable(f"SQL lookup store unavailable: {exc}") from exc
 
     def _apply_values(self, change: ExpenseChange, values: dict) -> ApplyOutcome:
         # A conditional UPDATE is atomic in every backend, so two workers racing on one expense

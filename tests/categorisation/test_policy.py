@@ -1,6 +1,7 @@
 """categorisation.policy: ranking of rule, lookup and model candidates."""
 
 import datetime
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -106,6 +107,20 @@ def test_lookup_candidates_missing_date_and_amount():
     assert candidate.evidence["expenses"] == [{"expense_id": "e-1", "date": None}]
 
 
+def test_lookup_candidates_same_department_first():
+    similar = [
+        past("Meals", expense_id="e-1"),
+        past("Meals", expense_id="e-2"),
+        replace(past("Training", expense_id="e-3"), department="Libraries"),
+    ]
+
+    ranked = policy.lookup_candidates(
+        similar=similar, amount=Decimal("4.50"), date=TODAY, generic=False, department="Libraries"
+    )
+
+    assert [candidate.category for candidate in ranked] == ["Training", "Meals"]
+
+
 def test_model_candidates_evidence():
     [candidate] = model("Meals")
 
@@ -120,12 +135,78 @@ def test_rule_candidate_evidence():
     assert candidate.evidence == {"rule_id": 4}
 
 
-def test_combine_rule_then_lookup_then_model():
+def test_combine_rule_first_then_blend():
     rule = policy.rule_candidate(rule_id=1, category="Software")
+    unsure = policy.model_candidates(ranked=[{"category": "Travel", "confidence": 0.3}], model_version="v1")
 
-    ranked = policy.combine(rule=rule, lookup=lookup([past("Meals")]), model=model("Travel"), generic=False, top_k=5)
+    ranked = policy.combine(rule=rule, lookup=lookup([past("Meals")]), model=unsure, generic=False, top_k=5)
 
     assert [candidate.source for candidate in ranked] == ["rule", "lookup", "model"]
+    assert ranked[0].confidence == policy.RULE_CONFIDENCE
+    assert ranked[0].evidence == {"rule_id": 1}
+
+
+def test_combine_one_match_beats_unsure_model():
+    unsure = policy.model_candidates(ranked=[{"category": "Travel", "confidence": 0.4}], model_version="v1")
+
+    ranked = policy.combine(rule=None, lookup=lookup([past("Meals")]), model=unsure, generic=False, top_k=5)
+
+    assert [candidate.category for candidate in ranked] == ["Meals", "Travel"]
+    assert ranked[0].source == "lookup"
+    assert ranked[0].confidence == pytest.approx(policy.LOOKUP_WEIGHT * 0.5)
+
+
+def test_combine_confident_model_beats_one_match():
+    confident = policy.model_candidates(ranked=[{"category": "Travel", "confidence": 0.95}], model_version="v1")
+
+    ranked = policy.combine(rule=None, lookup=lookup([past("Meals")]), model=confident, generic=False, top_k=5)
+
+    assert [candidate.category for candidate in ranked] == ["Travel", "Meals"]
+
+
+def test_combine_blends_shared_category():
+    ranked = policy.combine(
+        rule=None, lookup=lookup([past("Meals")]), model=model("Travel", "Meals"), generic=False, top_k=5
+    )
+
+    assert ranked[0].category == "Meals"
+    expected = policy.LOOKUP_WEIGHT * 0.5 + (1 - policy.LOOKUP_WEIGHT) * 0.8
+    assert ranked[0].confidence == pytest.approx(expected)
+    assert ranked[0].source == "model"
+    assert ranked[0].evidence == {"model_version": "v1"}
+    assert ranked[1].confidence == pytest.approx((1 - policy.LOOKUP_WEIGHT) * 0.9)
+
+
+def test_combine_lookup_minority_dropped():
+    similar = [past("Meals", expense_id="e-1"), past("Meals", expense_id="e-2"), past("Travel", expense_id="e-3")]
+
+    ranked = policy.combine(rule=None, lookup=lookup(similar), model=model("Software"), generic=False, top_k=5)
+
+    assert sorted(candidate.category for candidate in ranked) == ["Meals", "Software"]
+
+
+def test_combine_without_model_keeps_lookup():
+    similar = [past("Meals", expense_id="e-1"), past("Travel", expense_id="e-2")]
+
+    ranked = policy.combine(rule=None, lookup=lookup(similar), model=[], generic=False, top_k=5)
+
+    assert [candidate.category for candidate in ranked] == ["Meals", "Travel"]
+    assert [candidate.confidence for candidate in ranked] == [candidate.confidence for candidate in lookup(similar)]
+
+
+def test_combine_without_lookup_keeps_model():
+    ranked = policy.combine(rule=None, lookup=[], model=model("Travel", "Meals"), generic=False, top_k=5)
+
+    assert [candidate.confidence for candidate in ranked] == [0.9, 0.8]
+
+
+def test_combine_confidence_within_unit_interval():
+    similar = [past("Meals", expense_id=f"e-{number}") for number in range(50)]
+    certain = policy.model_candidates(ranked=[{"category": "Meals", "confidence": 1.0}], model_version="v1")
+
+    [candidate] = policy.combine(rule=None, lookup=lookup(similar), model=certain, generic=False, top_k=5)
+
+    assert 0.0 <= candidate.confidence <= 1.0
 
 
 def test_combine_generic_model_first():
@@ -134,6 +215,7 @@ def test_combine_generic_model_first():
     )
 
     assert [candidate.source for candidate in ranked] == ["model", "lookup"]
+    assert ranked[1].confidence <= policy.GENERIC_LOOKUP_WEIGHT * policy.GENERIC_LOOKUP_CONFIDENCE_CAP
 
 
 def test_combine_one_candidate_per_category():

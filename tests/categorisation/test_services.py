@@ -28,7 +28,7 @@ def seed_blue_heron(seed_events, count=2, category="Meals", **fields):
     seed_events([created_event(supplier="Blue Heron Cafe", category=category, **fields) for _ in range(count)])
 
 
-def test_prediction_rule_beats_lookup_beats_model(seed_events, active_model):
+def test_prediction_rule_first_then_lookup(seed_events, active_model):
     seed_blue_heron(seed_events)
     OverrideRule.objects.create(supplier_value="blue heron", category="Entertainment")
 
@@ -41,7 +41,19 @@ def test_prediction_rule_beats_lookup_beats_model(seed_events, active_model):
     assert prediction.categories[1].category == "Meals"
 
 
-def test_prediction_lookup_beats_model(seed_events, active_model):
+def test_prediction_first_expense_of_new_supplier(seed_events, active_model):
+    # The model never saw "Blue Heron Cafe" or "Entertainment"; one past expense is enough.
+    seed_blue_heron(seed_events, count=1, category="Entertainment")
+
+    prediction = predict()
+
+    assert prediction.categories[0].category == "Entertainment"
+    assert prediction.categories[0].source == "lookup"
+    assert prediction.categories[0].evidence["agreeing"] == 1
+    assert 0.0 <= prediction.categories[0].confidence <= 1.0
+
+
+def test_prediction_lookup_agreeing_history_first(seed_events, active_model):
     seed_blue_heron(seed_events, category="Travel")
 
     prediction = predict()
@@ -110,6 +122,14 @@ def test_prediction_refund_keeps_category(seed_events):
     prediction = predict(amount="-42.50")
 
     assert prediction.categories[0].category == "Meals"
+
+
+def test_prediction_refund_keeps_category_with_model(seed_events, active_model):
+    seed_blue_heron(seed_events, amount="42.50", category="Entertainment")
+
+    prediction = predict(amount="-42.50")
+
+    assert prediction.categories[0].category == "Entertainment"
 
 
 def test_prediction_refund_event_counts_for_supplier(seed_events):

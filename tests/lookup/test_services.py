@@ -286,6 +286,23 @@ def test_apply_events_one_failure_spares_others(db, monkeypatch):
     assert status_of(second) == ExpenseEvent.Status.APPLIED
 
 
+def test_apply_events_partial_batch_counts_applied(db, monkeypatch):
+    # A batch write that stops partway (as a DynamoDB batch can) after writing the first change:
+    # the one-by-one fallback finds it written by this event and records it applied, not stale.
+    def write_first_then_fail(self, changes):
+        self.apply(changes[0])
+        raise LookupStoreUnavailable("throttled after the first write")
+
+    monkeypatch.setattr(SqlLookupStore, "apply_many", write_first_then_fail)
+    first, second = accept(created_event(expense_id="e-1"), created_event(expense_id="e-2"))
+
+    retry = apply(first, second)
+
+    assert retry == []
+    assert status_of(first) == ExpenseEvent.Status.APPLIED
+    assert status_of(second) == ExpenseEvent.Status.APPLIED
+
+
 def test_retry_failed_events_applies_again(db, monkeypatch, settings, django_capture_on_commit_callbacks):
     settings.EVENT_MAX_ATTEMPTS = 1
     [row] = accept(created_event(expense_id="e-1"))

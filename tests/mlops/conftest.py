@@ -6,6 +6,13 @@ from mlops.artefacts import get_artefact_store, package_bundle, sha256_hex
 from mlops.features import FEATURE_SCHEMA, FEATURE_SCHEMA_VERSION
 from mlops.models import ModelVersion
 from mlops.training import train
+from tests.mlops.aws_doubles import (  # noqa: F401 (fixtures of the AWS tests, imported so pytest finds them)
+    gate,
+    moto_aws,
+    offline_aws,
+    runtime_stub,
+    sagemaker_settings,
+)
 from tests.mlops.synthetic import synthetic_rows
 
 TRAINING_DATA_REFERENCE = {"store": "synthetic", "rows": 300}

@@ -5,11 +5,15 @@ amplify-dynamodb-simulator@2.9.30 as emulator/DynamoDBLocal.jar and emulator/Dyn
 On first use `npm pack` fetches that package and the emulator is unpacked into CACHE_DIR; later
 runs need no network. Nothing is written into the repository.
 
+`started_server` is the entry point for tests: it skips outside CI when a tool is missing, so a
+machine without Java still runs the rest of the suite, and fails in CI (CI=true) instead.
+
 DynamoDB Local's own launcher binds every interface and has no host option. A small Java class,
 compiled here with javac, builds the server from the same command-line arguments, sets its Jetty
 connector's host to 127.0.0.1 and then starts it.
 """
 
+import contextlib
 import os
 import shutil
 import socket
@@ -17,17 +21,28 @@ import subprocess
 import tarfile
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
+import pytest
+from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+
+from tests.support.stack import free_port
 
 NPM_PACKAGE = "amplify-dynamodb-simulator@2.9.30"
 CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "expense-categoriser" / "dynamodb-local"
 EMULATOR_DIR = CACHE_DIR / "amplify-dynamodb-simulator-2.9.30"
 LAUNCHER_CLASS = "LoopbackDynamoDBLocal"
 HOST = "127.0.0.1"
+# DynamoDB Local accepts any region and any credentials whose access key id has only letters
+# and digits: 1.25.1 rejects "dynamodb-local" with UnrecognizedClientException. Fake credentials
+# keep boto3 from looking for real ones.
+FAKE_ACCESS_KEY_ID = "dynamodblocal"
+FAKE_SECRET_ACCESS_KEY = "dynamodblocal"
+DEFAULT_REGION = "eu-west-2"
 
 NPM_PACK_TIMEOUT_SECONDS = 300
 JAVAC_TIMEOUT_SECONDS = 120
@@ -140,6 +155,21 @@ class DynamoDBLocalServer:
     def endpoint_url(self) -> str:
         return f"http://{HOST}:{self.port}"
 
+    def client_env(self, *, region: str = DEFAULT_REGION) -> dict[str, str]:
+        """Return environment variables that point a process's boto3 DynamoDB client at this server.
+
+        The credentials are fake and instance-metadata lookups are off, so a client that missed
+        the endpoint fails instead of finding real credentials.
+        """
+        return {
+            "AWS_REGION": region,
+            "AWS_DEFAULT_REGION": region,
+            "AWS_ENDPOINT_URL_DYNAMODB": self.endpoint_url,
+            "AWS_ACCESS_KEY_ID": FAKE_ACCESS_KEY_ID,
+            "AWS_SECRET_ACCESS_KEY": FAKE_SECRET_ACCESS_KEY,
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+
     def start(self) -> None:
         missing = missing_tools()
         if missing:
@@ -147,7 +177,7 @@ class DynamoDBLocalServer:
         emulator_dir = install()
         launcher = compile_launcher(emulator_dir)
 
-        self.port = _free_port()
+        self.port = free_port()
         command = [
             "java",
             # An IPv4 socket, so the listener shows as 127.0.0.1 rather than ::ffff:127.0.0.1.
@@ -167,14 +197,7 @@ class DynamoDBLocalServer:
         self._wait_until_ready()
 
     def _wait_until_ready(self) -> None:
-        client = boto3.session.Session().client(
-            "dynamodb",
-            endpoint_url=self.endpoint_url,
-            region_name="eu-west-2",
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-            config=Config(connect_timeout=1, read_timeout=2, retries={"max_attempts": 1}),
-        )
+        client = local_client(self.endpoint_url, read_timeout=2)
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -182,8 +205,12 @@ class DynamoDBLocalServer:
             try:
                 client.list_tables(Limit=1)
                 return
-            except (BotoCoreError, ClientError):
+            except BotoCoreError:
                 time.sleep(0.2)
+            except ClientError as exc:
+                # The server is up but rejects the request (bad credentials, for one), so waiting won't help.
+                self.stop()
+                raise RuntimeError(f"DynamoDB Local rejected ListTables: {exc}") from exc
         self.stop()
         raise RuntimeError(f"DynamoDB Local did not answer within {START_TIMEOUT_SECONDS} s: {self._log_tail()}")
 
@@ -199,6 +226,39 @@ class DynamoDBLocalServer:
 
     def _log_tail(self) -> str:
         return self.log_path.read_text(errors="replace")[-2000:]
+
+
+def local_client(endpoint_url: str, *, region: str = DEFAULT_REGION, read_timeout: float = 10.0) -> BaseClient:
+    """Build a boto3 DynamoDB client for a DynamoDB Local endpoint: fake credentials, one attempt per call."""
+    return boto3.session.Session().client(
+        "dynamodb",
+        endpoint_url=endpoint_url,
+        region_name=region,
+        aws_access_key_id=FAKE_ACCESS_KEY_ID,
+        aws_secret_access_key=FAKE_SECRET_ACCESS_KEY,
+        config=Config(connect_timeout=1, read_timeout=read_timeout, retries={"max_attempts": 1}),
+    )
+
+
+@contextlib.contextmanager
+def started_server(log_path: Path) -> Iterator[DynamoDBLocalServer]:
+    """Start DynamoDB Local for a test, yield it, then stop it.
+
+    Outside CI, a missing java, javac or npm skips the test. With CI=true it fails the test, so
+    a CI image without Java cannot pass by skipping.
+    """
+    missing = missing_tools()
+    if missing and os.environ.get("CI") != "true":
+        pytest.skip(f"DynamoDB Local needs {', '.join(missing)} on PATH")
+    server = DynamoDBLocalServer(log_path)
+    try:
+        server.start()
+    except DynamoDBLocalUnavailable as exc:
+        pytest.fail(f"DynamoDB Local could not start in CI: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def listening_addresses(port: int) -> set[str]:
@@ -225,9 +285,3 @@ def _ipv6(hex_address: str) -> str:
     # /proc prints an IPv6 address as four 32-bit words, each in host (little-endian) byte order.
     raw = bytes.fromhex(hex_address)
     return socket.inet_ntop(socket.AF_INET6, b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4)))
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]

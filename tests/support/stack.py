@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -27,9 +28,24 @@ REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 LOG_TAIL_CHARS = 4000
+# Redis databases that integration tests may claim (0 is left to development), and the claim's
+# key and lifetime. The lifetime exceeds the longest test, so a killed run frees its database later.
+REDIS_TEST_DATABASES = range(1, 16)
+REDIS_CLAIM_KEY = "integration-test:claim"
+REDIS_CLAIM_SECONDS = 3600
 # Environment prefixes of the service's own settings, removed from the parent environment so a
 # developer's shell cannot point the test stack at another database or broker.
 _SERVICE_ENV_PREFIXES = ("DJANGO_", "CELERY_", "DATABASE_", "LOOKUP_", "ARTEFACT_", "VAR_DIR", "PREDICTOR", "AWS_")
+# boto3 settings of every stack process, so none can reach AWS. No config or credentials file
+# from the developer's home is read and instance-metadata lookups are off. Every AWS endpoint is
+# a closed loopback port (binding port 1 needs root) unless an override names a loopback server.
+_OFFLINE_AWS_ENV = {
+    "AWS_CONFIG_FILE": os.devnull,
+    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "AWS_ENDPOINT_URL": "http://127.0.0.1:1",
+}
+_LOOPBACK_HOSTS = ("127.0.0.1", "::1")
 
 
 class StackError(Exception):
@@ -44,10 +60,18 @@ def free_port() -> int:
 
 
 def service_env(**overrides: str) -> dict[str, str]:
-    """Return the parent environment without the service's settings, plus overrides and the venv on PATH."""
+    """Return the parent environment without the service's settings, plus overrides and the venv on PATH.
+
+    Every AWS_* variable of the parent is dropped and AWS is made unreachable (_OFFLINE_AWS_ENV).
+    Raises ValueError when an override sets an AWS endpoint that is not on loopback.
+    """
+    for name, value in overrides.items():
+        if name.startswith("AWS_ENDPOINT_URL") and urllib.parse.urlsplit(value).hostname not in _LOOPBACK_HOSTS:
+            raise ValueError(f"{name}={value!r} is not a loopback URL; test stacks may only reach 127.0.0.1 or ::1.")
+
     env = {key: value for key, value in os.environ.items() if not key.startswith(_SERVICE_ENV_PREFIXES)}
     env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '')}"
-    return env | overrides
+    return env | _OFFLINE_AWS_ENV | overrides
 
 
 @contextlib.contextmanager
@@ -71,17 +95,44 @@ def postgres_database(prefix: str = "expense_test") -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def flushed_redis_url(db: int) -> str:
-    """Empty one Redis database on loopback and return its URL."""
-    url = f"redis://127.0.0.1:6379/{db}"
-    client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
-    try:
-        client.flushdb()
-    except redis.ConnectionError as exc:
-        raise StackError(f"Redis is not reachable at {url}: {exc}") from exc
-    finally:
-        client.close()
-    return url
+@contextlib.contextmanager
+def claimed_redis_database(databases: range = REDIS_TEST_DATABASES) -> Iterator[str]:
+    """Claim an unclaimed Redis database on loopback, empty it and yield its URL; release it after.
+
+    A claim is the key REDIS_CLAIM_KEY, set only if absent and expiring after REDIS_CLAIM_SECONDS,
+    so two test runs on one machine never share (and empty) each other's broker queues.
+    Raises StackError when Redis is unreachable or every database in the range is claimed.
+    """
+    token = uuid.uuid4().hex
+    for db in databases:
+        url = f"redis://127.0.0.1:6379/{db}"
+        client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        try:
+            claimed = client.set(REDIS_CLAIM_KEY, token, nx=True, ex=REDIS_CLAIM_SECONDS)
+        except redis.ConnectionError as exc:
+            client.close()
+            raise StackError(f"Redis is not reachable at {url}: {exc}") from exc
+        if not claimed:
+            client.close()
+            continue
+
+        try:
+            _delete_all_but_claim(client)
+            yield url
+        finally:
+            _delete_all_but_claim(client)
+            if client.get(REDIS_CLAIM_KEY) == token.encode():
+                client.delete(REDIS_CLAIM_KEY)
+            client.close()
+        return
+    raise StackError(f"Every Redis database in {databases} is claimed by another test run; try again later.")
+
+
+def _delete_all_but_claim(client: redis.Redis) -> None:
+    # Not FLUSHDB, which would also drop the claim and let another run take the database.
+    keys = [key for key in client.scan_iter(count=1000) if key != REDIS_CLAIM_KEY.encode()]
+    if keys:
+        client.delete(*keys)
 
 
 def manage(env: dict[str, str], *args: str, timeout: float) -> subprocess.CompletedProcess:

@@ -21,7 +21,7 @@ from lookup.aws import dynamodb_client, reset_clients
 from lookup.stores.dynamodb import DynamoDBLookupStore
 from lookup.stores.dynamodb_table import ensure_table
 from lookup.stores.sql import SqlLookupStore
-from tests.support.dynamodb_local import DynamoDBLocalServer, DynamoDBLocalUnavailable, missing_tools
+from tests.support.dynamodb_local import started_server
 
 ALL_STORES = ("sql", "dynamodb-moto", "dynamodb-local")
 SELECTED_STORES = tuple(name.strip() for name in os.environ.get("CONTRACT_STORES", ",".join(ALL_STORES)).split(","))
@@ -50,17 +50,9 @@ def offline_aws_credentials(monkeypatch):
 
 @pytest.fixture(scope="session")
 def dynamodb_local(tmp_path_factory):
-    """The endpoint URL of a DynamoDB Local server that lives for the test session."""
-    missing = missing_tools()
-    if missing and os.environ.get("CI") != "true":
-        pytest.skip(f"DynamoDB Local needs {', '.join(missing)} on PATH")
-    server = DynamoDBLocalServer(tmp_path_factory.mktemp("dynamodb-local") / "server.log")
-    try:
-        server.start()
-    except DynamoDBLocalUnavailable as exc:
-        pytest.fail(f"DynamoDB Local could not start in CI: {exc}")
-    yield server
-    server.stop()
+    """A DynamoDB Local server that lives for the test session."""
+    with started_server(tmp_path_factory.mktemp("dynamodb-local") / "server.log") as server:
+        yield server
 
 
 def _dynamodb_store() -> DynamoDBLookupStore:
@@ -80,6 +72,11 @@ def store(request, monkeypatch):
             yield _dynamodb_store()
     else:
         server = request.getfixturevalue("dynamodb_local")
+        settings = request.getfixturevalue("settings")
+        # DynamoDB Local is a Java server on the same 2 cores as the tests: under a loaded machine
+        # one call can take seconds, which the production read timeout would report as an outage.
+        settings.DYNAMODB_READ_TIMEOUT_SECONDS = 15.0
+        settings.DYNAMODB_MAX_ATTEMPTS = 5
         monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", server.endpoint_url)
         reset_clients()
         store = _dynamodb_store()
