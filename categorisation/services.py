@@ -40,9 +40,7 @@ def predict_expenses(*, expenses: list[dict], top_k: int) -> list[Prediction]:
     for index, expense in enumerate(expenses):
         key = supplier_key(expense["supplier"])
         generic = is_generic_key(key)
-        rule = selectors.first_matching_rule(
-            rules_by_business.get(expense["business_id"], []), supplier=expense["supplier"]
-        )
+        rule = selectors.first_matching_rule(rules_by_business.get(expense["business_id"], []), expense=expense)
         lookup = _lookup_candidates(expense, key, generic, degraded)
         model = (
             policy.model_candidates(ranked=model_results[index], model_version=model_version) if model_results else []

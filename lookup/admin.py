@@ -1,28 +1,5 @@
-from django.contrib import admin
+"""The lookup app's admin: each area lives in its own module, registered on import."""
 
-from lookup.models import ExpenseEvent, LookupExpense, OverrideRule
+from lookup import events_admin, lookups_admin, rules_admin
 
-
-@admin.register(OverrideRule)
-class OverrideRuleAdmin(admin.ModelAdmin):
-    list_display = ("id", "business_id", "supplier_match", "supplier_value", "category", "priority", "enabled")
-    list_filter = ("enabled", "supplier_match")
-    search_fields = ("business_id", "supplier_value", "category")
-
-
-@admin.register(ExpenseEvent)
-class ExpenseEventAdmin(admin.ModelAdmin):
-    list_display = ("event_id", "type", "business_id", "expense_id", "version", "status", "attempts", "received_at")
-    list_filter = ("status", "type")
-    search_fields = ("=event_id", "=business_id", "=expense_id")
-    readonly_fields = [field.name for field in ExpenseEvent._meta.fields]
-    show_full_result_count = False
-
-
-@admin.register(LookupExpense)
-class LookupExpenseAdmin(admin.ModelAdmin):
-    list_display = ("business_id", "expense_id", "version", "supplier", "supplier_key", "category", "date", "deleted")
-    list_filter = ("deleted",)
-    search_fields = ("=business_id", "=expense_id", "supplier_key")
-    readonly_fields = [field.name for field in LookupExpense._meta.fields]
-    show_full_result_count = False
+__all__ = ("events_admin", "lookups_admin", "rules_admin")

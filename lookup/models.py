@@ -1,6 +1,8 @@
 import re
+from decimal import Decimal
 
 from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 
 from lookup.normalisation import normalise_text
@@ -85,13 +87,22 @@ class ExpenseEvent(models.Model):
 
 
 class OverrideRule(models.Model):
-    """A staff-written rule that assigns a category when an expense's supplier matches."""
+    """A staff-written rule that assigns a category to expenses that meet its conditions."""
 
     class Match(models.TextChoices):
         EQUALS = "equals"
         CONTAINS = "contains"
         STARTS_WITH = "starts_with"
         REGEX = "regex"
+
+    class Combinator(models.TextChoices):
+        ALL = "all", "All conditions match"
+        ANY = "any", "Any condition matches"
+
+    class Sign(models.TextChoices):
+        ANY = "any", "Any sign"
+        POSITIVE = "positive", "Positive (a purchase)"
+        NEGATIVE = "negative", "Negative (a refund)"
 
     business_id = models.CharField(
         max_length=BUSINESS_ID_MAX_LENGTH,
@@ -102,7 +113,53 @@ class OverrideRule(models.Model):
     supplier_match = models.CharField(max_length=20, choices=Match.choices, default=Match.CONTAINS)
     supplier_value = models.CharField(
         max_length=SUPPLIER_MAX_LENGTH,
-        help_text="Compared after the same case, accent, punctuation and spacing folding as the lookup.",
+        help_text="Compared after the same case, accent, punctuation and spacing folding as the lookup. "
+        "A regular expression is matched case-insensitively against the supplier with its punctuation kept.",
+    )
+    description_contains = models.CharField(
+        max_length=SUPPLIER_MAX_LENGTH,
+        blank=True,
+        help_text="Optional. Text the description must contain, folded like the supplier.",
+    )
+    amount_sign = models.CharField(max_length=10, choices=Sign.choices, default=Sign.ANY)
+    # SQLite stores a decimal column as REAL, which is exact only up to 15 significant digits.
+    amount_min = models.DecimalField(
+        max_digits=15,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal(0))],
+        help_text="Optional. The smallest absolute amount that matches, inclusive, in the expense's currency.",
+    )
+    amount_max = models.DecimalField(
+        max_digits=15,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal(0))],
+        help_text="Optional. The largest absolute amount that matches, inclusive, in the expense's currency.",
+    )
+    currency = models.CharField(
+        max_length=3,
+        blank=True,
+        validators=[RegexValidator(r"^[A-Za-z]{3}$", "Enter a three-letter ISO 4217 code, such as GBP.")],
+        help_text="Optional. The ISO 4217 code the expense must be in, such as GBP.",
+    )
+    payment_method = models.CharField(
+        max_length=50,
+        blank=True,
+        help_text="Optional. The payment method the expense must have, such as card, compared after folding.",
+    )
+    merchant_category_contains = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Optional. Text the card network's merchant category must contain, folded like the supplier.",
+    )
+    combinator = models.CharField(
+        max_length=3,
+        choices=Combinator.choices,
+        default=Combinator.ALL,
+        help_text="Whether every condition that is set must match, or at least one.",
     )
     category = models.CharField(max_length=CATEGORY_MAX_LENGTH)
     priority = models.IntegerField(default=0, help_text="Higher priority rules are tried first.")
@@ -119,12 +176,26 @@ class OverrideRule(models.Model):
         return f"{scope}: supplier {self.supplier_match} {self.supplier_value!r} -> {self.category}"
 
     def clean(self):
+        errors = {}
         if self.supplier_match == self.Match.REGEX:
             try:
                 re.compile(self.supplier_value)
             except re.error as exc:
-                raise ValidationError(
-                    {"supplier_value": f"Invalid regular expression {self.supplier_value!r}: {exc}."}
-                ) from exc
+                errors["supplier_value"] = f"Invalid regular expression {self.supplier_value!r}: {exc}."
         elif not normalise_text(self.supplier_value):
-            raise ValidationError({"supplier_value": "The value must contain at least one letter or digit."})
+            errors["supplier_value"] = "The value must contain at least one letter or digit."
+
+        for field in ("description_contains", "payment_method", "merchant_category_contains"):
+            value = getattr(self, field)
+            if value and not normalise_text(value):
+                errors[field] = f"The value {value!r} must contain at least one letter or digit, or be left blank."
+
+        if self.amount_min is not None and self.amount_max is not None and self.amount_min > self.amount_max:
+            errors["amount_max"] = (
+                f"The maximum amount {self.amount_max} is below the minimum {self.amount_min}; "
+                "enter a maximum of at least the minimum."
+            )
+        self.currency = self.currency.upper()
+
+        if errors:
+            raise ValidationError(errors)

@@ -1,21 +1,30 @@
 """Reads of the lookup app: override rules and similar past expenses."""
 
+import itertools
 import logging
-import re
-import unicodedata
-from functools import lru_cache
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db.models import Q
 
 from lookup.domain import Expense
 from lookup.models import OverrideRule
-from lookup.normalisation import normalise_text, supplier_key
+from lookup.normalisation import normalise_text
+from lookup.rules import InvalidRuleError, RuleSubject, compile_rule_pattern, regex_subject, rule_matches
 from lookup.stores import get_lookup_store
 
-logger = logging.getLogger(__name__)
+__all__ = (
+    "RulePreview",
+    "conflicting_rules",
+    "first_matching_rule",
+    "preview_rule",
+    "regex_subject",
+    "rules_for_businesses",
+    "similar_expenses",
+)
 
-_WHITESPACE = re.compile(r"\s+")
+logger = logging.getLogger(__name__)
 
 
 def rules_for_businesses(business_ids: set[str]) -> dict[str, list[OverrideRule]]:
@@ -31,13 +40,94 @@ def rules_for_businesses(business_ids: set[str]) -> dict[str, list[OverrideRule]
     }
 
 
-def first_matching_rule(rules: list[OverrideRule], *, supplier: str) -> OverrideRule | None:
-    """Return the first rule that matches the supplier; a rule with an invalid regex is skipped."""
-    folded = normalise_text(supplier)
+def first_matching_rule(
+    rules: list[OverrideRule], *, expense: Mapping | None = None, supplier: str | None = None
+) -> OverrideRule | None:
+    """Return the first rule whose conditions the expense meets, or None.
+
+    `expense` is a validated prediction request: supplier, description, amount, currency,
+    payment_method and merchant_category are tested. `supplier` alone tests an expense with
+    only that field set. A rule that cannot be evaluated is logged and skipped, and the
+    rules after it still run.
+    """
+    fields = dict(expense or {})
+    if supplier is not None:
+        fields["supplier"] = supplier
+    subject = RuleSubject.from_mapping(fields)
+
     for rule in rules:
-        if _rule_matches(rule, supplier=supplier, folded=folded):
-            return rule
+        try:
+            if rule_matches(rule, subject):
+                return rule
+        except InvalidRuleError as exc:
+            logger.warning(
+                "Skipping override rule: %s", exc.reason, extra={"rule_id": rule.pk, "business_id": rule.business_id}
+            )
     return None
+
+
+@dataclass(frozen=True)
+class RulePreview:
+    """Counts and examples of the past expenses a rule matches, from a bounded scan of the lookup store."""
+
+    scanned: int
+    # True when the scan stopped at its maximum before the last expense, so the counts are partial.
+    truncated: bool
+    matched: int
+    # Matched expenses whose stored category differs from the rule's.
+    would_change: int
+    examples: list[Expense]
+
+
+def preview_rule(rule: OverrideRule, *, max_scanned: int, max_examples: int) -> RulePreview:
+    """Scan up to max_scanned past expenses of the rule's business (every business for a global rule).
+
+    The rule need not be saved. Raises InvalidRuleError for a rule that cannot be evaluated, and
+    LookupStoreError (or LookupStoreUnavailable) when the store fails. The counts ignore other
+    rules, so an expense a higher-priority rule claims first is still counted.
+    """
+    if rule.supplier_match == OverrideRule.Match.REGEX:
+        compile_rule_pattern(rule)
+
+    expenses = get_lookup_store().iter_expenses(business_id=rule.business_id or None)
+    scanned = matched = would_change = 0
+    examples = []
+    try:
+        for expense in itertools.islice(expenses, max_scanned):
+            scanned += 1
+            if not rule_matches(rule, RuleSubject.from_expense(expense)):
+                continue
+            matched += 1
+            would_change += expense.category != rule.category
+            if len(examples) < max_examples:
+                examples.append(expense)
+        truncated = scanned == max_scanned and next(expenses, None) is not None
+    finally:
+        # Release the store's cursor when the scan stops early. The interface promises only an
+        # Iterator, but both adapters return generators, which have close().
+        close = getattr(expenses, "close", None)
+        if close is not None:
+            close()
+    return RulePreview(
+        scanned=scanned, truncated=truncated, matched=matched, would_change=would_change, examples=examples
+    )
+
+
+def conflicting_rules(rule: OverrideRule) -> list[OverrideRule]:
+    """Return other enabled rules that apply to the same expenses' scope and may assign another category.
+
+    Two rules conflict when their categories differ and their supplier conditions overlap: the
+    folded values are equal or one contains the other. A regular expression overlaps a literal
+    value it matches and an identical pattern. Other conditions are not compared.
+    A business rule is compared with that business's rules and global ones, a global rule with
+    every rule. One query.
+    """
+    others = OverrideRule.objects.filter(enabled=True).exclude(category=rule.category)
+    if rule.business_id:
+        others = others.filter(Q(business_id=rule.business_id) | Q(business_id=""))
+    if rule.pk is not None:
+        others = others.exclude(pk=rule.pk)
+    return [other for other in others if _suppliers_overlap(rule, other)]
 
 
 def similar_expenses(*, business_id: str, key: str) -> list[Expense]:
@@ -50,39 +140,20 @@ def similar_expenses(*, business_id: str, key: str) -> list[Expense]:
     )
 
 
-def _rule_matches(rule: OverrideRule, *, supplier: str, folded: str) -> bool:
-    value = rule.supplier_value
-    if rule.supplier_match == OverrideRule.Match.REGEX:
-        pattern = _compile(value)
-        if pattern is None:
-            logger.warning("Skipping override rule with an invalid regular expression", extra={"rule_id": rule.pk})
+def _suppliers_overlap(first: OverrideRule, second: OverrideRule) -> bool:
+    regex = OverrideRule.Match.REGEX
+    if first.supplier_match == regex and second.supplier_match == regex:
+        return first.supplier_value == second.supplier_value
+    if first.supplier_match == regex or second.supplier_match == regex:
+        pattern_rule, literal_rule = (first, second) if first.supplier_match == regex else (second, first)
+        try:
+            pattern = compile_rule_pattern(pattern_rule)
+        except InvalidRuleError:
             return False
-        return bool(pattern.search(regex_subject(supplier)))
+        return bool(pattern.search(regex_subject(literal_rule.supplier_value)))
 
-    folded_value = normalise_text(value)
-    if not folded_value:
+    first_value = normalise_text(first.supplier_value)
+    second_value = normalise_text(second.supplier_value)
+    if not first_value or not second_value:
         return False
-    if rule.supplier_match == OverrideRule.Match.EQUALS:
-        return folded == folded_value or supplier_key(supplier) == supplier_key(value)
-    if rule.supplier_match == OverrideRule.Match.STARTS_WITH:
-        return folded.startswith(folded_value)
-    return folded_value in folded
-
-
-def regex_subject(supplier: str) -> str:
-    """Return the text a regular-expression rule is matched against.
-
-    NFKC, case folding, accents removed and whitespace collapsed, but punctuation kept, so a
-    pattern can still anchor on "*" or "#".
-    """
-    folded = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", supplier).casefold())
-    stripped = "".join(char for char in folded if not unicodedata.combining(char))
-    return _WHITESPACE.sub(" ", stripped).strip()
-
-
-@lru_cache(maxsize=1024)
-def _compile(pattern: str) -> re.Pattern | None:
-    try:
-        return re.compile(pattern, re.IGNORECASE)
-    except re.error:
-        return None
+    return first_value in second_value or second_value in first_value

@@ -48,5 +48,17 @@ class LookupStore(abc.ABC):
         """Return the number of live expenses, or one business's."""
 
     @abc.abstractmethod
+    def list_expenses(
+        self, *, business_id: str, after: str | None = None, limit: int
+    ) -> tuple[list[Expense], str | None]:
+        """Return one page of the business's live expenses, ordered by expense id, and a cursor.
+
+        The page holds at most `limit` expenses whose ids sort after `after`. The cursor is the
+        `after` of the next page, or None when no expense follows. A page may hold fewer than
+        `limit` expenses even when the cursor is not None, because adapters bound how many
+        tombstones one call reads past.
+        """
+
+    @abc.abstractmethod
     def check(self) -> None:
         """Raise LookupStoreUnavailable if the store cannot serve reads now."""

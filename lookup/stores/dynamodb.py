@@ -69,6 +69,9 @@ WRITE_THREADS = 8
 APPLY_MANY_MAX_ROUNDS = 5
 APPLY_MANY_BASE_DELAY_SECONDS = 0.1
 
+# list_expenses: Query calls one page may take to read past tombstones before it returns short.
+LIST_MAX_QUERIES = 5
+
 
 class DynamoDBLookupStore(LookupStore):
     """Versioned expenses in one DynamoDB table, one item per expense."""
@@ -198,6 +201,41 @@ class DynamoDBLookupStore(LookupStore):
         request |= {"Select": "COUNT"}
         with translated_errors(operation, business_id=business_id or ""):
             return sum(page["Count"] for page in self.client.get_paginator(operation).paginate(**request))
+
+    def list_expenses(
+        self, *, business_id: str, after: str | None = None, limit: int
+    ) -> tuple[list[Expense], str | None]:
+        """Return one page by expense id from a Query of the business's partition.
+
+        The filter on `deleted` applies after DynamoDB reads the items, so a run of tombstones
+        can use up a Query's Limit. After LIST_MAX_QUERIES calls the page returns short, with a
+        cursor at the last item read.
+        """
+        if limit <= 0:
+            return [], after
+        operation, request = self._live_items_request(business_id)
+        request["ProjectionExpression"] = PROJECTION
+        request["ExpressionAttributeNames"] |= ATTRIBUTE_NAMES
+        if after is not None:
+            request["ExclusiveStartKey"] = _key(business_id, after)
+
+        expenses: list[Expense] = []
+        last_key = None
+        with translated_errors(operation, business_id=business_id):
+            for _ in range(LIST_MAX_QUERIES):
+                # Reading one item beyond the page shows whether a next page exists.
+                page = self.client.query(**request, Limit=limit + 1 - len(expenses))
+                expenses += [_expense(item) for item in page["Items"]]
+                last_key = page.get("LastEvaluatedKey")
+                if len(expenses) > limit or last_key is None:
+                    break
+                request["ExclusiveStartKey"] = last_key
+
+        if len(expenses) > limit:
+            return expenses[:limit], expenses[limit - 1].expense_id
+        if last_key is not None:
+            return expenses, last_key[SORT_KEY]["S"].removeprefix(EXPENSE_SORT_PREFIX)
+        return expenses, None
 
     def _live_items_request(self, business_id: str | None) -> tuple[str, dict]:
         request = {

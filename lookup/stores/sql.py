@@ -72,6 +72,21 @@ class SqlLookupStore(LookupStore):
         except DatabaseError as exc:
             raise LookupStoreUnavailable(f"SQL lookup store unavailable: {exc}") from exc
 
+    def list_expenses(
+        self, *, business_id: str, after: str | None = None, limit: int
+    ) -> tuple[list[Expense], str | None]:
+        """Return one page by expense id: one query on the (business_id, expense_id) unique index."""
+        if limit <= 0:
+            return [], after
+        rows = LookupExpense.objects.filter(business_id=business_id, deleted=False)
+        if after is not None:
+            rows = rows.filter(expense_id__gt=after)
+        # Reading one row beyond the page shows whether a next page exists.
+        expenses = self._read(lambda: [_to_expense(row) for row in rows.order_by("expense_id")[: limit + 1]])
+        if len(expenses) <= limit:
+            return expenses, None
+        return expenses[:limit], expenses[limit - 1].expense_id
+
     def count_expenses(self, *, business_id: str | None = None) -> int:
         rows = LookupExpense.objects.filter(deleted=False)
         if business_id is not None:

@@ -91,11 +91,12 @@ def page(browser, live_server):
 def screenshot(page):
     """Save a full-page screenshot of the current page as test-artifacts/screenshots/<NN>-<step>.png.
 
-    NN numbers the screenshots of a test in the order taken. The folder's earlier screenshots are
-    deleted first, so it shows one run only.
+    NN numbers the screenshots of a test in the order taken. The folder's earlier screenshots
+    named this way are deleted first, so they show one run only. Screenshots with a prefix, such
+    as support-01-login.png, belong to other tests and are kept.
     """
     SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
-    for old in SCREENSHOT_DIR.glob("*.png"):
+    for old in SCREENSHOT_DIR.glob("[0-9][0-9]-*.png"):
         old.unlink()
     saved_paths = []
 

@@ -288,6 +288,87 @@ def test_check_passes_on_healthy_store(store):
     store.check()
 
 
+# Pages of one business's expenses
+
+
+def _walk_pages(store, *, business_id: str, limit: int) -> list[list[str]]:
+    """Follow the cursor from the first page to the last; return each page's expense ids."""
+    pages = []
+    cursor = None
+    for _ in range(100):
+        expenses, cursor = store.list_expenses(business_id=business_id, after=cursor, limit=limit)
+        pages.append([expense.expense_id for expense in expenses])
+        if cursor is None:
+            return pages
+    raise AssertionError(f"list_expenses still returned a cursor after 100 pages: {pages[-3:]}")
+
+
+def test_list_expenses_pages_by_expense_id(store):
+    store.apply_many([upsert(f"e{number:02d}") for number in reversed(range(7))])
+
+    pages = _walk_pages(store, business_id="b1", limit=3)
+
+    assert pages == [["e00", "e01", "e02"], ["e03", "e04", "e05"], ["e06"]]
+
+
+def test_list_expenses_exact_multiple_has_no_empty_page(store):
+    store.apply_many([upsert(f"e{number}") for number in range(4)])
+
+    first, cursor = store.list_expenses(business_id="b1", limit=2)
+    second, last_cursor = store.list_expenses(business_id="b1", after=cursor, limit=2)
+
+    assert [expense.expense_id for expense in first] == ["e0", "e1"]
+    assert cursor == "e1"
+    assert [expense.expense_id for expense in second] == ["e2", "e3"]
+    assert last_cursor is None
+
+
+def test_list_expenses_skips_tombstones(store):
+    store.apply_many([upsert(f"e{number}") for number in range(5)])
+    store.apply_many([delete("e1", 2), delete("e2", 2)])
+
+    pages = _walk_pages(store, business_id="b1", limit=2)
+
+    assert [expense_id for page in pages for expense_id in page] == ["e0", "e3", "e4"]
+
+
+def test_list_expenses_isolated_by_business(store):
+    store.apply(upsert("e1", business_id="b1"))
+    store.apply(upsert("e2", business_id="b10"))
+    store.apply(upsert("e3", business_id="b2"))
+
+    expenses, cursor = store.list_expenses(business_id="b1", limit=10)
+
+    assert [(expense.business_id, expense.expense_id) for expense in expenses] == [("b1", "e1")]
+    assert cursor is None
+
+
+def test_list_expenses_returns_whole_expenses(store):
+    change = upsert("e1", 4, category="Travel", description="Taxi", vat_amount=Decimal("0.75"))
+    store.apply(change)
+
+    [listed], _ = store.list_expenses(business_id="b1", limit=1)
+
+    assert listed.version == 4
+    assert listed.category == "Travel"
+    assert listed.description == "Taxi"
+    assert listed.vat_amount == Decimal("0.75")
+    assert listed.source_event_id == change.event_id
+    assert listed.learned_at is not None
+
+
+def test_list_expenses_cursor_past_end_is_empty(store):
+    store.apply(upsert("e1"))
+
+    expenses, cursor = store.list_expenses(business_id="b1", after="e1", limit=5)
+    unknown_business, unknown_cursor = store.list_expenses(business_id="nobody", limit=5)
+
+    assert expenses == []
+    assert cursor is None
+    assert unknown_business == []
+    assert unknown_cursor is None
+
+
 # Batches and convergence
 
 
