@@ -9,7 +9,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from django.contrib.auth.models import Permission
+from django.contrib.auth.models import Group, Permission
 from playwright.sync_api import sync_playwright
 
 from lookup.stores import get_lookup_store
@@ -35,6 +35,7 @@ NAVIGATION_TIMEOUT_MS = 120_000
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 ML_STAFF_PASSWORD = "browser-test-password"
 ML_MODELS = ("modelversion", "trainingrun", "deployment", "datasetsnapshot")
+STAFF_GROUPS = ("support", "ML")
 
 
 @pytest.fixture(scope="session")
@@ -128,3 +129,34 @@ def categorised_expenses(transactional_db) -> int:
     for index, (record, category, date) in enumerate(synthetic_records(count)):
         store.apply(expense_change(expense_id=f"e{index}", record=record, category=category, date=date))
     return count
+
+
+@pytest.fixture(scope="session", autouse=True)
+def staff_group_permissions(django_db_setup, django_db_blocker) -> dict[str, list[tuple[str, str]]]:
+    """The staff groups that the migrations created, each with its permissions as (app label, codename).
+
+    Read once before the first browser test, because each browser test flushes the database when
+    it ends, which deletes the rows that data migrations wrote. Django's serialized rollback
+    cannot restore them here: Playwright's sync API runs the test in a greenlet with its own
+    context variables, so the test sees a database connection without the serialized data.
+    """
+    with django_db_blocker.unblock():
+        return {
+            group.name: list(group.permissions.values_list("content_type__app_label", "codename"))
+            for group in Group.objects.filter(name__in=STAFF_GROUPS)
+        }
+
+
+@pytest.fixture
+def staff_groups(transactional_db, staff_group_permissions) -> dict[str, Group]:
+    """Recreate the staff groups that the migrations created, with their permissions, and return them by name.
+
+    The result is empty when no migration creates the groups.
+    """
+    groups = {}
+    for name, natural_keys in staff_group_permissions.items():
+        group, _ = Group.objects.get_or_create(name=name)
+        for app_label, codename in natural_keys:
+            group.permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+        groups[name] = group
+    return groups
