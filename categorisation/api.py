@@ -1,3 +1,4 @@
+from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -28,9 +29,13 @@ class PredictionView(APIView):
 
 
 class PredictionBatchView(APIView):
-    """Suggest categories for up to PREDICTION_MAX_BATCH expenses, answered in request order."""
+    """Suggest categories for a batch of expenses, answered in request order."""
 
-    @extend_schema(request=PredictionBatchRequestSerializer, responses={200: PredictionBatchSerializer, 400: _INVALID})
+    @extend_schema(
+        request=PredictionBatchRequestSerializer,
+        responses={200: PredictionBatchSerializer, 400: _INVALID},
+        description=f'Send {{"expenses": [...]}} with 1 to {settings.PREDICTION_MAX_BATCH} expenses.',
+    )
     def post(self, request):
         serializer = PredictionBatchRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

@@ -24,7 +24,7 @@ class EventsView(APIView):
             400: OpenApiResponse(description="Invalid event; the error names the field."),
             409: OpenApiResponse(description="An event_id was already accepted with a different payload."),
         },
-        description="Send one event object or a list of up to EVENTS_MAX_PER_REQUEST events.",
+        description=f"Send one event object or a list of up to {settings.EVENTS_MAX_PER_REQUEST} events.",
     )
     def post(self, request):
         data = request.data

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from botocore.exceptions import ClientError
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from mlops import aws
@@ -161,22 +161,25 @@ def _check_gate(deployment: Deployment, *, candidate: ModelVersion, active: Mode
 
 def _start(deployment: Deployment, *, refusal: str) -> None:
     """Save the deployment as in progress, or as refused and raise DeploymentRefused if it may not start."""
-    with transaction.atomic():
-        # Locking the active version's row makes two deploys that start together take turns here.
-        # NOTE: with no active version there is no row to lock, so two first deploys can both
-        # start. A unique constraint on in-progress deployments would close that gap.
-        list(ModelVersion.objects.select_for_update().filter(is_active=True))
-        _abandon_stale_deployments()
-        running = Deployment.objects.filter(status=Deployment.Status.IN_PROGRESS).first()
-        if not refusal and running is not None:
-            refusal = (
-                f"Deployment {running.pk} of {running.model_version} is in progress since "
-                f"{running.created_at:%Y-%m-%d %H:%M:%S} UTC; wait for it to finish."
-            )
-        if refusal:
-            deployment.status = Deployment.Status.REFUSED
-            deployment.error = refusal
-            deployment.finished_at = timezone.now()
+    try:
+        with transaction.atomic():
+            # Locking the active version's row makes two deploys that start together take turns;
+            # with no active version, the one_deployment_in_progress constraint stops the second.
+            list(ModelVersion.objects.select_for_update().filter(is_active=True))
+            _abandon_stale_deployments()
+            running = Deployment.objects.filter(status=Deployment.Status.IN_PROGRESS).first()
+            if not refusal and running is not None:
+                refusal = (
+                    f"Deployment {running.pk} of {running.model_version} is in progress since "
+                    f"{running.created_at:%Y-%m-%d %H:%M:%S} UTC; wait for it to finish."
+                )
+            if refusal:
+                _mark_refused(deployment, refusal)
+            deployment.save()
+    except IntegrityError:
+        refusal = "Another deployment started at the same moment; wait for it to finish."
+        deployment.pk = None
+        _mark_refused(deployment, refusal)
         deployment.save()
     if refusal:
         logger.warning(
@@ -185,6 +188,12 @@ def _start(deployment: Deployment, *, refusal: str) -> None:
             extra={"deployment": deployment.pk, "model_version": deployment.model_version.version},
         )
         raise DeploymentRefused(refusal)
+
+
+def _mark_refused(deployment: Deployment, refusal: str) -> None:
+    deployment.status = Deployment.Status.REFUSED
+    deployment.error = refusal
+    deployment.finished_at = timezone.now()
 
 
 def _abandon_stale_deployments() -> None:

@@ -115,6 +115,11 @@ class Deployment(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["status"], condition=models.Q(status="in_progress"), name="one_deployment_in_progress"
+            ),
+        ]
 
     def __str__(self):
         return f"{self.kind} {self.model_version} to {self.target} ({self.status})"

@@ -1,6 +1,7 @@
-"""Settings for `make run` and development: the base defaults with debugging on."""
+"""Settings for `make run` and development: the base defaults.
 
-from config.env import env_bool
+Debugging stays off unless DJANGO_DEBUG=true, so API clients get the JSON error pages (a debug
+404 page is HTML and lists every URL).
+"""
+
 from config.settings.base import *  # noqa: F403 (settings modules extend the base namespace)
-
-DEBUG = env_bool("DJANGO_DEBUG", True)

@@ -7,6 +7,7 @@ from botocore.stub import Stubber
 from django.utils import timezone
 
 from mlops import aws
+from mlops import deployment as deployment_module
 from mlops.artefacts import S3ArtefactStore, parse_s3_uri, sha256_hex
 from mlops.deployment import (
     SMOKE_RECORD,
@@ -136,6 +137,41 @@ def test_deploy_refused_while_another_in_progress(register_model, gate):
 
     assert Deployment.objects.get(model_version=candidate).status == Deployment.Status.REFUSED
     assert _active_version() == previous.version
+
+
+def test_deploy_refused_when_first_deploys_race(register_model, gate, monkeypatch):
+    # Two first deploys: no active row to lock, and the other one's in-progress row is written
+    # between this deploy's check and its insert, as a second process would.
+    first = register_model()
+    candidate = register_model()
+    original_abandon = deployment_module._abandon_stale_deployments
+
+    def other_process_starts():
+        original_abandon()
+        monkeypatch.setattr(deployment_module, "_abandon_stale_deployments", original_abandon)
+        Deployment.objects.create(model_version=first, target="inprocess")
+
+    monkeypatch.setattr(deployment_module, "_abandon_stale_deployments", other_process_starts)
+    monkeypatch.setattr(
+        deployment_module.Deployment.objects, "filter", _hide_in_progress(deployment_module.Deployment.objects.filter)
+    )
+
+    with pytest.raises(DeploymentRefused, match="Another deployment started at the same moment"):
+        deploy_version(version=candidate.version)
+
+    assert Deployment.objects.get(model_version=candidate).status == Deployment.Status.REFUSED
+    assert _active_version() is None
+
+
+def _hide_in_progress(original_filter):
+    """Make the in-progress check see nothing, as a check that ran just before the other insert."""
+
+    def filter_(*args, **kwargs):
+        if kwargs == {"status": Deployment.Status.IN_PROGRESS}:
+            return Deployment.objects.none()
+        return original_filter(*args, **kwargs)
+
+    return filter_
 
 
 def test_deploy_abandons_stale_in_progress(register_model, gate, settings):
