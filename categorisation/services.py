@@ -4,14 +4,13 @@ import logging
 import uuid
 from dataclasses import dataclass
 
-from django.db import DatabaseError
+from django.conf import settings
 
-from categorisation import policy
+from categorisation import policy, resilience
 from lookup import selectors
-from lookup.models import OverrideRule
+from lookup.domain import Expense
 from lookup.normalisation import is_generic_key, supplier_key
-from lookup.stores import LookupStoreError
-from mlops.predictors import PredictorUnavailable, get_predictor
+from mlops.predictors import get_predictor
 
 logger = logging.getLogger(__name__)
 
@@ -27,23 +26,43 @@ class Prediction:
 def predict_expenses(*, expenses: list[dict], top_k: int) -> list[Prediction]:
     """Return one prediction per validated expense, in order.
 
-    A source that fails is skipped and named in each prediction's `degraded` list; the others
-    still answer.
+    The rules, the lookup and the model are asked concurrently, each within its timeout and the
+    request's PREDICTION_BUDGET_MS. A source that fails, times out or has an open circuit breaker
+    is skipped and named in each prediction's `degraded` list; the others still answer.
     """
-    degraded = []
-    rules_by_business = _rules_for(expenses, degraded)
+    keys = [supplier_key(expense["supplier"]) for expense in expenses]
     # More model categories than returned, so the blend finds the model's probability for the
     # lookup's category more often.
-    model_version, model_results = _model_predictions(expenses, max(top_k, policy.MODEL_CANDIDATES), degraded)
+    model_top_k = max(top_k, policy.MODEL_CANDIDATES)
+    batch_extra = (len(expenses) - 1) * settings.PREDICTION_BATCH_ITEM_MS / 1000
+    results, failed = resilience.call_sources(
+        {
+            "rules": lambda: selectors.rules_for_businesses({expense["business_id"] for expense in expenses}),
+            "lookup": lambda: _similar_expenses(expenses, keys),
+            "model": lambda: get_predictor().predict([_model_record(e) for e in expenses], top_k=model_top_k),
+        },
+        timeouts={
+            "rules": settings.RULES_TIMEOUT_MS / 1000 + batch_extra,
+            "lookup": settings.LOOKUP_TIMEOUT_MS / 1000 + batch_extra,
+            "model": settings.MODEL_TIMEOUT_MS / 1000 + batch_extra,
+        },
+        budget=settings.PREDICTION_BUDGET_MS / 1000 + batch_extra,
+    )
+    rules_by_business = results.get("rules", {})
+    similar = results.get("lookup")
+    model_answer = results.get("model")
+    model_version = model_answer.model_version if model_answer else None
+    degraded = sorted(failed)
 
     predictions = []
     for index, expense in enumerate(expenses):
-        key = supplier_key(expense["supplier"])
-        generic = is_generic_key(key)
+        generic = is_generic_key(keys[index])
         rule = selectors.first_matching_rule(rules_by_business.get(expense["business_id"], []), expense=expense)
-        lookup = _lookup_candidates(expense, key, generic, degraded)
+        lookup = _lookup_candidates(expense, similar[index], generic) if similar else []
         model = (
-            policy.model_candidates(ranked=model_results[index], model_version=model_version) if model_results else []
+            policy.model_candidates(ranked=model_answer.results[index], model_version=model_version)
+            if model_answer
+            else []
         )
         categories = policy.combine(
             rule=policy.rule_candidate(rule_id=rule.pk, category=rule.category) if rule else None,
@@ -57,30 +76,20 @@ def predict_expenses(*, expenses: list[dict], top_k: int) -> list[Prediction]:
                 prediction_id=str(uuid.uuid4()),
                 categories=categories,
                 model_version=model_version,
-                degraded=sorted(set(degraded)),
+                degraded=degraded,
             )
         )
     return predictions
 
 
-def _rules_for(expenses: list[dict], degraded: list[str]) -> dict[str, list[OverrideRule]]:
-    try:
-        return selectors.rules_for_businesses({expense["business_id"] for expense in expenses})
-    except DatabaseError:
-        logger.exception("Loading override rules failed; answering without them")
-        degraded.append("rules")
-        return {}
+def _similar_expenses(expenses: list[dict], keys: list[str]) -> list[list[Expense]]:
+    return [
+        selectors.similar_expenses(business_id=expense["business_id"], key=key)
+        for expense, key in zip(expenses, keys, strict=True)
+    ]
 
 
-def _lookup_candidates(expense: dict, key: str, generic: bool, degraded: list[str]) -> list[policy.Candidate]:
-    if "lookup" in degraded:
-        return []
-    try:
-        similar = selectors.similar_expenses(business_id=expense["business_id"], key=key)
-    except LookupStoreError:
-        logger.exception("Lookup store failed; answering without it", extra={"business_id": expense["business_id"]})
-        degraded.append("lookup")
-        return []
+def _lookup_candidates(expense: dict, similar: list[Expense], generic: bool) -> list[policy.Candidate]:
     return policy.lookup_candidates(
         similar=similar,
         amount=expense["amount"],
@@ -88,17 +97,6 @@ def _lookup_candidates(expense: dict, key: str, generic: bool, degraded: list[st
         generic=generic,
         department=expense.get("department", ""),
     )
-
-
-def _model_predictions(expenses: list[dict], top_k: int, degraded: list[str]) -> tuple[str | None, list | None]:
-    records = [_model_record(expense) for expense in expenses]
-    try:
-        answer = get_predictor().predict(records, top_k=top_k)
-    except PredictorUnavailable as exc:
-        logger.warning("Model unavailable; answering without it: %s", exc)
-        degraded.append("model")
-        return None, None
-    return answer.model_version, answer.results
 
 
 def _model_record(expense: dict) -> dict:

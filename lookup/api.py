@@ -18,13 +18,19 @@ class EventsView(APIView):
     """Accept expense events; each is stored once by event_id, then applied by a worker."""
 
     @extend_schema(
-        request=EventSerializer(many=True),
+        request=EventSerializer(many=True, min_length=1, max_length=settings.EVENTS_MAX_PER_REQUEST),
         responses={
             202: EventsResponseSerializer,
             400: OpenApiResponse(description="Invalid event; the error names the field."),
             409: OpenApiResponse(description="An event_id was already accepted with a different payload."),
         },
-        description=f"Send one event object or a list of up to {settings.EVENTS_MAX_PER_REQUEST} events.",
+        description=(
+            f"Send one event object or a list of up to {settings.EVENTS_MAX_PER_REQUEST} events. Each event is "
+            "either the plain form or an EventBridge envelope (`id`, `detail-type`, `source`, `time`, `detail`, "
+            "`version`, `account`, `region`, `resources`): `detail-type` is the type, `id` the event_id unless "
+            "`detail.event_id` is given, `time` the occurred_at, and `detail.expense` the expense. A list may mix "
+            "both forms; errors name the envelope's field, such as `detail.expense`."
+        ),
     )
     def post(self, request):
         data = request.data

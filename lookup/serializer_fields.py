@@ -21,6 +21,8 @@ AMOUNT_FORMAT_HELP = (
     "e.g. 1234.56 or -42.50"
 )
 _AMOUNT_TEXT = re.compile(r"^-?\d+(\.\d+)?$")
+# The schema's pattern also carries the digit limits that to_internal_value checks separately.
+_AMOUNT_SCHEMA_PATTERN = rf"^-?\d{{1,{AMOUNT_MAX_INTEGER_DIGITS}}}(\.\d{{1,{AMOUNT_MAX_FRACTION_DIGITS}}})?$"
 
 DATE_FORMAT_HELP = "an ISO 8601 date YYYY-MM-DD, or a date-time such as 2024-11-13T07:40:00+10:00"
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -48,7 +50,19 @@ class StrictSerializer(serializers.Serializer):
 
 @extend_schema_field(
     {
-        "oneOf": [{"type": "string", "pattern": _AMOUNT_TEXT.pattern}, {"type": "number"}],
+        # NOTE: JSON Schema cannot limit a number's fraction digits, so the number form admits
+        # numbers with more than 15 decimals that the field rejects.
+        "oneOf": [
+            {"type": "string", "pattern": _AMOUNT_SCHEMA_PATTERN},
+            {
+                "type": "number",
+                # OpenAPI 3.0 form: exclusiveMinimum and exclusiveMaximum are booleans.
+                "minimum": -(10**AMOUNT_MAX_INTEGER_DIGITS),
+                "exclusiveMinimum": True,
+                "maximum": 10**AMOUNT_MAX_INTEGER_DIGITS,
+                "exclusiveMaximum": True,
+            },
+        ],
         "description": f"Amount: {AMOUNT_FORMAT_HELP}.",
         "example": "1234.56",
     }
@@ -89,7 +103,14 @@ class AmountField(serializers.Field):
         return str(value)
 
 
-@extend_schema_field({"type": "string", "pattern": "^[A-Za-z]{3}$", "example": "GBP"})
+@extend_schema_field(
+    {
+        "type": "string",
+        "enum": sorted(CURRENCY_CODES),
+        "description": "ISO 4217 currency code; lower case is accepted too.",
+        "example": "GBP",
+    }
+)
 class CurrencyField(serializers.Field):
     default_error_messages = {"invalid": "Unknown currency; expected an ISO 4217 code such as GBP, EUR or USD."}
 
@@ -105,7 +126,16 @@ class CurrencyField(serializers.Field):
         return value
 
 
-@extend_schema_field({"type": "string", "description": f"Date: {DATE_FORMAT_HELP}.", "example": "2024-11-13"})
+@extend_schema_field(
+    {
+        # NOTE: the schema declares only YYYY-MM-DD so that generated requests carry real dates,
+        # but the field also accepts the date-time form that the description names.
+        "type": "string",
+        "format": "date",
+        "description": f"Date: {DATE_FORMAT_HELP}.",
+        "example": "2024-11-13",
+    }
+)
 class ExpenseDateField(serializers.Field):
     """The expense's calendar date for the business.
 
@@ -157,6 +187,7 @@ class CleanCharField(serializers.CharField):
         return value
 
 
+@extend_schema_field({"type": "string", "pattern": _IDENTIFIER.pattern, "maxLength": 100, "example": "exp_1234"})
 class IdentifierField(serializers.CharField):
     def __init__(self, **kwargs):
         kwargs.setdefault("max_length", 100)

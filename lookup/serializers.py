@@ -37,11 +37,68 @@ class DeletedExpenseSerializer(StrictSerializer):
         return super().to_internal_value(data)
 
 
+EVENTBRIDGE_KEYS = {"version", "id", "detail-type", "source", "account", "time", "region", "resources", "detail"}
+# Where each field of the plain form comes from in an EventBridge envelope, for error paths.
+EVENTBRIDGE_PATHS = {"event_id": "id", "type": "detail-type", "occurred_at": "time", "expense": "detail.expense"}
+
+
+def is_eventbridge_envelope(data) -> bool:
+    return isinstance(data, dict) and "detail-type" in data
+
+
+def plain_event_from_envelope(data: dict) -> dict:
+    """Map an EventBridge envelope to the plain event form, or raise naming the envelope field.
+
+    `detail-type` is the type, `id` the event_id unless `detail.event_id` is given, `time` the
+    occurred_at, and `detail.expense` the expense.
+    """
+    unknown = sorted(set(data) - EVENTBRIDGE_KEYS)
+    if unknown:
+        raise serializers.ValidationError({key: ["Unknown field in an EventBridge envelope."] for key in unknown})
+    detail = data.get("detail")
+    if not isinstance(detail, dict):
+        raise serializers.ValidationError(
+            {"detail": [f"Invalid detail {detail!r:.100}; expected an object with `expense`."]}
+        )
+    unknown = sorted(set(detail) - {"expense", "event_id"})
+    if unknown:
+        raise serializers.ValidationError(
+            {f"detail.{key}": ["Unknown field; detail accepts `expense` and `event_id`."] for key in unknown}
+        )
+    event_type = data["detail-type"]
+    if event_type not in ExpenseEvent.Type.values:
+        raise serializers.ValidationError(
+            {
+                "detail-type": [
+                    f"Invalid detail-type {event_type!r:.100}; expected one of: {', '.join(ExpenseEvent.Type.values)}."
+                ]
+            }
+        )
+    plain = {"type": event_type, "event_id": detail.get("event_id", data.get("id")), "expense": detail.get("expense")}
+    if data.get("time") is not None:
+        plain["occurred_at"] = data["time"]
+    return plain
+
+
 class EventSerializer(StrictSerializer):
+    """One event, in the plain form or in an EventBridge envelope."""
+
     event_id = IdentifierField()
     type = serializers.ChoiceField(choices=ExpenseEvent.Type.choices)
     occurred_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
     expense = serializers.DictField(help_text="The expense; see EventExpense and DeletedExpense.")
+
+    def run_validation(self, data=serializers.empty):
+        if not is_eventbridge_envelope(data):
+            return super().run_validation(data)
+        plain = plain_event_from_envelope(data)
+        try:
+            return super().run_validation(plain)
+        except serializers.ValidationError as exc:
+            paths = EVENTBRIDGE_PATHS | ({"event_id": "detail.event_id"} if "event_id" in data["detail"] else {})
+            raise serializers.ValidationError(
+                {paths.get(key, key): errors for key, errors in exc.detail.items()}
+            ) from exc
 
     def validate(self, attrs):
         nested_class = (

@@ -1,6 +1,7 @@
 import pytest
 from rest_framework.test import APIClient
 
+from categorisation import resilience
 from categorisation.clients import create_api_client
 from lookup.stores import get_lookup_store
 from mlops.predictors import get_predictor
@@ -16,12 +17,15 @@ def api_client(db):
 
 @pytest.fixture(autouse=True)
 def fresh_process_singletons():
-    """Each test starts with a new predictor and lookup store, as a new worker process would."""
+    """Each test starts with a new predictor, lookup store and closed circuit breakers, as a new
+    worker process would."""
     get_predictor.cache_clear()
     get_lookup_store.cache_clear()
+    resilience.reset_breakers()
     yield
     get_predictor.cache_clear()
     get_lookup_store.cache_clear()
+    resilience.reset_breakers()
 
 
 @pytest.fixture

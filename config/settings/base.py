@@ -121,7 +121,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PARSER_CLASSES": ["config.parsers.StrictJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "config.openapi.ErrorResponsesAutoSchema",
     "EXCEPTION_HANDLER": "config.exceptions.json_exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
@@ -231,6 +231,23 @@ RETRAIN_SCHEDULE = env_choice("RETRAIN_SCHEDULE", "off", ("off", "daily", "weekl
 PREDICTION_MAX_BATCH = env_int("PREDICTION_MAX_BATCH", 1000, minimum=1)
 PREDICTION_DEFAULT_TOP_K = 3
 PREDICTION_MAX_TOP_K = 20
+
+# Predictions under failure. Each source (the rules query, the lookup store, the model) gets its
+# own timeout in milliseconds, cut to what is left of the request's budget. Sources run in a
+# bounded pool of threads per process; a source is refused when every thread is busy. A source's
+# circuit breaker opens after BREAKER_FAILURE_THRESHOLD consecutive failures within
+# BREAKER_WINDOW_SECONDS and skips it for BREAKER_COOLDOWN_SECONDS before one probe call.
+PREDICTION_BUDGET_MS = env_int("PREDICTION_BUDGET_MS", 2000, minimum=10)
+RULES_TIMEOUT_MS = env_int("RULES_TIMEOUT_MS", 500, minimum=1)
+LOOKUP_TIMEOUT_MS = env_int("LOOKUP_TIMEOUT_MS", 1000, minimum=1)
+MODEL_TIMEOUT_MS = env_int("MODEL_TIMEOUT_MS", 1500, minimum=1)
+# A batch gets this much more time per expense after the first, on the budget and every timeout:
+# a batch of 1,000 makes 1,000 lookup reads and one model call over 1,000 rows.
+PREDICTION_BATCH_ITEM_MS = env_int("PREDICTION_BATCH_ITEM_MS", 10, minimum=0)
+PREDICTION_POOL_SIZE = env_int("PREDICTION_POOL_SIZE", 16, minimum=3)
+BREAKER_FAILURE_THRESHOLD = env_int("BREAKER_FAILURE_THRESHOLD", 5, minimum=1)
+BREAKER_WINDOW_SECONDS = env_float("BREAKER_WINDOW_SECONDS", 30.0, minimum=0.1)
+BREAKER_COOLDOWN_SECONDS = env_float("BREAKER_COOLDOWN_SECONDS", 30.0, minimum=0.1)
 
 LOG_FORMAT = env_choice("LOG_FORMAT", "text", ("text", "json"))
 LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))

@@ -25,4 +25,7 @@ def test_schema_describes_amount_formats(api_client):
     response = api_client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
 
     amount = response.json()["components"]["schemas"]["PredictionRequestRequest"]["properties"]["amount"]
-    assert {"type": "number"} in amount["oneOf"]
+    number_forms = [form for form in amount["oneOf"] if form["type"] == "number"]
+    assert len(number_forms) == 1
+    assert number_forms[0]["maximum"] == 10**12
+    assert number_forms[0]["exclusiveMaximum"] is True

@@ -1,0 +1,201 @@
+"""Timeouts and circuit breakers for the prediction sources.
+
+Each source call runs in a small process-wide thread pool so the request thread can stop waiting
+for it. A call that times out is abandoned, not killed: its thread runs on until the call returns,
+so the pool is bounded and a source is refused at once when every thread is busy.
+
+NOTE: a small class rather than pybreaker, because the breaker here counts failures within a
+window and takes an injectable clock, which pybreaker does not offer.
+"""
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from django.conf import settings
+from django.db import connection
+
+logger = logging.getLogger(__name__)
+
+
+class SourceFailed(Exception):
+    """A source timed out, raised, was refused by its breaker, or found the pool full."""
+
+
+class CircuitBreaker:
+    """Stops calling a source after `threshold` consecutive failures within `window` seconds.
+
+    While open, allow() is False for `cooldown` seconds; then one probe call is let through
+    (half-open). Its success closes the breaker; its failure opens it for another cool-down.
+    Thread-safe. `clock` returns seconds and is injectable for tests.
+    """
+
+    def __init__(self, *, threshold: int, window: float, cooldown: float, clock: Callable[[], float] = time.monotonic):
+        self.threshold = threshold
+        self.window = window
+        self.cooldown = cooldown
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._first_failure_at = 0.0
+        self._opened_at: float | None = None
+        self._probing = False
+
+    @property
+    def state(self) -> str:
+        with self._lock:
+            if self._opened_at is None:
+                return "closed"
+            if self._probing or self._clock() - self._opened_at >= self.cooldown:
+                return "half-open"
+            return "open"
+
+    def allow(self) -> bool:
+        """Return True if a call may go ahead; in half-open state, only one probe at a time."""
+        with self._lock:
+            if self._opened_at is None:
+                return True
+            if self._probing or self._clock() - self._opened_at < self.cooldown:
+                return False
+            self._probing = True
+            return True
+
+    def record_success(self) -> None:
+        with self._lock:
+            self._failures, self._opened_at, self._probing = 0, None, False
+
+    def record_failure(self) -> None:
+        with self._lock:
+            now = self._clock()
+            if self._opened_at is not None:
+                # A failed probe, or a call that started before the breaker opened.
+                self._opened_at, self._probing = now, False
+                return
+            if self._failures == 0 or now - self._first_failure_at > self.window:
+                self._failures, self._first_failure_at = 0, now
+            self._failures += 1
+            if self._failures >= self.threshold:
+                self._opened_at = now
+                logger.warning("Circuit breaker opened after %s failures", self._failures)
+
+
+@dataclass
+class SourcePool:
+    """A bounded thread pool that refuses work instead of queueing it."""
+
+    size: int
+    _executor: ThreadPoolExecutor = field(init=False)
+    _slots: threading.BoundedSemaphore = field(init=False)
+
+    def __post_init__(self):
+        self._executor = ThreadPoolExecutor(max_workers=self.size, thread_name_prefix="prediction-source")
+        self._slots = threading.BoundedSemaphore(self.size)
+
+    def submit(self, function: Callable[[], object]) -> Future:
+        if not self._slots.acquire(blocking=False):
+            raise SourceFailed("the prediction source pool is full")
+        try:
+            future = self._executor.submit(_close_connection_after, function)
+        except RuntimeError:
+            self._slots.release()
+            raise
+        # The slot is freed when the call really ends, not when the caller stops waiting.
+        future.add_done_callback(lambda _: self._slots.release())
+        return future
+
+
+def _close_connection_after(function: Callable[[], object]) -> object:
+    # Django opens one connection per thread; a pool thread that used the ORM closes it here so
+    # connections do not pile up, one per abandoned or idle thread.
+    try:
+        return function()
+    finally:
+        connection.close()
+
+
+@lru_cache(maxsize=1)
+def get_pool() -> SourcePool:
+    return SourcePool(size=settings.PREDICTION_POOL_SIZE)
+
+
+_breakers: dict[str, CircuitBreaker] = {}
+_breakers_lock = threading.Lock()
+
+
+def get_breaker(source: str) -> CircuitBreaker:
+    """Return the process-wide breaker of a source, built from settings on first use."""
+    with _breakers_lock:
+        if source not in _breakers:
+            _breakers[source] = CircuitBreaker(
+                threshold=settings.BREAKER_FAILURE_THRESHOLD,
+                window=settings.BREAKER_WINDOW_SECONDS,
+                cooldown=settings.BREAKER_COOLDOWN_SECONDS,
+            )
+        return _breakers[source]
+
+
+def reset_breakers() -> None:
+    with _breakers_lock:
+        _breakers.clear()
+
+
+def call_sources(
+    calls: dict[str, Callable[[], object]], *, timeouts: dict[str, float], budget: float
+) -> tuple[dict[str, object], list[str]]:
+    """Run each source concurrently within its timeout (seconds) and the shared budget.
+
+    Returns the results of the sources that answered and the names of those that did not. The
+    callables raise to report a failure; every failure is logged and counted by the breaker.
+    Inside a database transaction the calls run inline without timeouts or breakers, because
+    another thread's connection cannot see the transaction's uncommitted rows.
+    """
+    if connection.in_atomic_block:
+        return _call_inline(calls)
+
+    deadline = time.monotonic() + budget
+    futures, failed = {}, []
+    for name, function in calls.items():
+        if not get_breaker(name).allow():
+            logger.warning("Skipping prediction source %s: its circuit breaker is open", name)
+            failed.append(name)
+            continue
+        try:
+            futures[name] = get_pool().submit(function)
+        except SourceFailed as exc:
+            logger.warning("Skipping prediction source %s: %s", name, exc)
+            failed.append(name)
+
+    results = {}
+    for name, future in futures.items():
+        wait = max(0.0, min(timeouts[name], deadline - time.monotonic()))
+        try:
+            results[name] = future.result(timeout=wait)
+        except FutureTimeout:
+            logger.warning("Prediction source %s timed out after %.3f s; answering without it", name, wait)
+            get_breaker(name).record_failure()
+            failed.append(name)
+        except Exception:
+            # Deliberately broad: whatever one source raises, even a bug, the answer comes from
+            # the others; the traceback is logged.
+            logger.exception("Prediction source %s failed; answering without it", name)
+            get_breaker(name).record_failure()
+            failed.append(name)
+        else:
+            get_breaker(name).record_success()
+    return results, failed
+
+
+def _call_inline(calls: dict[str, Callable[[], object]]) -> tuple[dict[str, object], list[str]]:
+    results, failed = {}, []
+    for name, function in calls.items():
+        try:
+            results[name] = function()
+        except Exception:
+            logger.exception("Prediction source %s failed; answering without it", name)
+            failed.append(name)
+    return results, failed
