@@ -122,7 +122,7 @@ def _wait_ready(base, timeout=300):
         except OSError:
             pass
         time.sleep(1)
-    raise RuntimeError(f"{base}/health/ did not answer 200 within {timeout} s")
+    raise RuntimeError(f"{base}/health/ did not return 200 within {timeout} s")
 
 
 def _expense(index):
@@ -145,7 +145,7 @@ def _single_predictions(base, token, count, *, clients):
         started = time.perf_counter()
         status, _ = _post(url, token, _expense(index))
         if status != 200:
-            raise RuntimeError(f"prediction answered {status}")
+            raise RuntimeError(f"prediction request failed with status {status}")
         return time.perf_counter() - started
 
     started = time.perf_counter()
@@ -185,7 +185,7 @@ def _events(base, token, count, database: Path, timeout=600):
     for start in range(0, count, 500):
         status, _ = _post(url, token, events[start : start + 500], timeout=120)
         if status != 202:
-            raise RuntimeError(f"events answered {status}")
+            raise RuntimeError(f"events request failed with status {status}")
     accepted = time.perf_counter() - started
 
     deadline = time.monotonic() + timeout

@@ -29,7 +29,7 @@ class PredictionView(APIView):
 
 
 class PredictionBatchView(APIView):
-    """Suggest categories for a batch of expenses, answered in request order."""
+    """Suggest categories for a batch of expenses, returned in request order."""
 
     @extend_schema(
         request=PredictionBatchRequestSerializer,

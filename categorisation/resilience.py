@@ -176,13 +176,13 @@ def call_sources(
         try:
             results[name] = future.result(timeout=wait)
         except FutureTimeout:
-            logger.warning("Prediction source %s timed out after %.3f s; answering without it", name, wait)
+            logger.warning("Prediction source %s timed out after %.3f s; continuing without it", name, wait)
             get_breaker(name).record_failure()
             failed.append(name)
         except Exception:
             # Deliberately broad: whatever one source raises, even a bug, the answer comes from
             # the others; the traceback is logged.
-            logger.exception("Prediction source %s failed; answering without it", name)
+            logger.exception("Prediction source %s failed; continuing without it", name)
             get_breaker(name).record_failure()
             failed.append(name)
         else:
@@ -196,6 +196,6 @@ def _call_inline(calls: dict[str, Callable[[], object]]) -> tuple[dict[str, obje
         try:
             results[name] = function()
         except Exception:
-            logger.exception("Prediction source %s failed; answering without it", name)
+            logger.exception("Prediction source %s failed; continuing without it", name)
             failed.append(name)
     return results, failed

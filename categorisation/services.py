@@ -1,4 +1,4 @@
-"""The prediction service: asks each source and combines their answers."""
+"""The prediction service: queries each source and combines their candidates."""
 
 import logging
 import uuid

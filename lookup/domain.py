@@ -45,6 +45,18 @@ class ExpenseChange:
     event_id: str
     expense: Expense | None = None
 
+    @classmethod
+    def upsert(cls, expense: Expense) -> "ExpenseChange":
+        """Build the upsert of an expense, keyed and versioned by the expense itself."""
+        return cls(
+            kind=ChangeKind.UPSERT,
+            business_id=expense.business_id,
+            expense_id=expense.expense_id,
+            version=expense.version,
+            event_id=expense.source_event_id,
+            expense=expense,
+        )
+
 
 class ApplyOutcome(enum.StrEnum):
     APPLIED = "applied"

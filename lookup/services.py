@@ -216,14 +216,7 @@ def change_from_event(event: ExpenseEvent) -> ExpenseChange:
         department=data.get("department", ""),
         source_event_id=event.event_id,
     )
-    return ExpenseChange(
-        kind=ChangeKind.UPSERT,
-        business_id=event.business_id,
-        expense_id=event.expense_id,
-        version=event.version,
-        event_id=event.event_id,
-        expense=expense,
-    )
+    return ExpenseChange.upsert(expense)
 
 
 def sweep_pending_events() -> int:

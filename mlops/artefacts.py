@@ -41,6 +41,22 @@ def package_bundle(bundle: dict, metadata: dict) -> bytes:
     return buffer.getvalue()
 
 
+def write_once(target: Path, data: bytes) -> None:
+    """Write a new read-only file; raise FileExistsError if target exists, even from a racing writer.
+
+    rename() would replace an existing target, but link() fails when it exists, so a unique
+    partial file and a hard link keep two writers of one path apart.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f"{target.name}.{secrets.token_hex(4)}.partial")
+    partial.write_bytes(data)
+    try:
+        os.link(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    target.chmod(0o444)
+
+
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -55,18 +71,10 @@ class FilesystemArtefactStore:
         target = self.root / version / ARCHIVE_NAME
         if target.exists():
             raise ArtefactError(f"Artefact for {version} already exists at {target}; artefacts are immutable.")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # rename() would replace an existing target, but link() fails when it exists. A unique
-        # partial file and a hard link therefore keep two writers of one version apart.
-        partial = target.with_name(f"{ARCHIVE_NAME}.{secrets.token_hex(4)}.partial")
-        partial.write_bytes(archive)
         try:
-            os.link(partial, target)
+            write_once(target, archive)
         except FileExistsError as exc:
             raise ArtefactError(f"Artefact for {version} already exists at {target}; artefacts are immutable.") from exc
-        finally:
-            partial.unlink(missing_ok=True)
-        target.chmod(0o444)
         return str(target)
 
     def read(self, uri: str) -> bytes:

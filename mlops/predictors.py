@@ -25,7 +25,7 @@ RETRY_BACKOFF_MAX_SECONDS = 1.0
 
 
 class PredictorUnavailable(Exception):
-    """The model cannot answer now: no active version, or it failed to load or run."""
+    """The model cannot predict now: no active version, or it failed to load or run."""
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ import gzip
 import hashlib
 import json
 import logging
-import os
 import secrets
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -19,6 +18,7 @@ from django.conf import settings
 
 from lookup.domain import Expense
 from lookup.stores import get_lookup_store
+from mlops.artefacts import write_once
 from mlops.models import DatasetSnapshot
 from mlops.training import TrainingRow
 
@@ -147,15 +147,8 @@ def _write_once(data: bytes) -> str:
     """Write a new snapshot file that is never replaced, make it read-only and return its path."""
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
     target = _snapshot_root() / f"snapshot-{stamp}-{secrets.token_hex(4)}{SNAPSHOT_SUFFIX}"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # As for artefacts: link() fails if the target exists, where rename() would replace it.
-    partial = target.with_name(f"{target.name}.{secrets.token_hex(4)}.partial")
-    partial.write_bytes(data)
     try:
-        os.link(partial, target)
+        write_once(target, data)
     except FileExistsError as exc:
         raise SnapshotError(f"Dataset snapshot file {target} already exists; snapshots are immutable.") from exc
-    finally:
-        partial.unlink(missing_ok=True)
-    target.chmod(0o444)
     return str(target)

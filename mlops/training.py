@@ -37,7 +37,7 @@ MIN_EXAMPLES_PER_CATEGORY = 2
 
 
 class TrainingError(Exception):
-    """Training cannot produce a useful model from this data; the message says why."""
+    """Training cannot produce a useful model from this data, and the message states why."""
 
 
 @dataclass(frozen=True)

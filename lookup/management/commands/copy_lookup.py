@@ -4,7 +4,7 @@ import itertools
 
 from django.core.management.base import BaseCommand, CommandError
 
-from lookup.domain import ApplyOutcome, ChangeKind, Expense, ExpenseChange
+from lookup.domain import ApplyOutcome, Expense, ExpenseChange
 from lookup.stores import LookupStoreError, build_lookup_store
 
 STORE_NAMES = ("sql", "dynamodb")
@@ -64,11 +64,4 @@ class Command(BaseCommand):
 
 
 def _upsert(expense: Expense) -> ExpenseChange:
-    return ExpenseChange(
-        kind=ChangeKind.UPSERT,
-        business_id=expense.business_id,
-        expense_id=expense.expense_id,
-        version=expense.version,
-        event_id=expense.source_event_id,
-        expense=expense,
-    )
+    return ExpenseChange.upsert(expense)
