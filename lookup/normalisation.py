@@ -41,21 +41,29 @@ PROCESSOR_PREFIXES = frozenset(
 BRAND_ALIASES = {
     "amzn mktp": "amazon",
     "amzn mktplace": "amazon",
+    "amznmktplace": "amazon",
     "amazon co uk": "amazon",
     "amazon mktplace": "amazon",
     "amazon marketplace": "amazon",
     "amzn": "amazon",
+    "amz": "amazon",
     "amazon": "amazon",
+    "ebay o": "ebay",
+    "ebay": "ebay",
 }
 
 # Trailing legal-form words: "Acme Ltd" and "ACME LIMITED" are one supplier.
-LEGAL_SUFFIXES = frozenset({"ltd", "limited", "plc", "llp", "llc", "inc", "gmbh", "co"})
+LEGAL_SUFFIXES = frozenset({"ltd", "limited", "plc", "llp", "llc", "inc", "gmbh", "co", "lt", "com", "uk"})
 
 # Keys that name only a payment processor. Many unrelated shops share them, so a lookup match on
 # one of these is weak evidence.
-GENERIC_KEYS = PROCESSOR_PREFIXES | {"amazon"}
+GENERIC_KEYS = PROCESSOR_PREFIXES | {"amazon", "ebay", "apple pay", "applepay", "google pay", "googlepay", "gpay"}
 
 _WHITESPACE = re.compile(r"\s+")
+# Phone wallets that some terminals print before or after the merchant, in normalise_text form.
+_WALLET = re.compile(r"(?<= )(?:apple ?pay|google ?pay|gpay|samsung pay)(?= )")
+# "T/A", "T/As" and "trading as" between a proprietor's name and the trading name.
+_TRADING_AS = re.compile(r"(?:^|\s)(?:t\s*/\s*as?|trading\s+as)(?:\s|$)")
 _REFERENCE_TOKEN = re.compile(r"^(?=.*\d)(?=.*[a-z])[a-z0-9]{6,}$")
 _DIGITS = re.compile(r"^\d+$")
 
@@ -80,9 +88,9 @@ def supplier_key(name: str) -> str:
     A name made only of symbols (emoji) keeps its folded text as the key.
     """
     folded = unicodedata.normalize("NFKC", name).casefold().strip()
-    merchant = _merchant_part(folded)
+    merchant = _trading_name(_merchant_part(folded))
 
-    tokens = normalise_text(merchant).split()
+    tokens = _without_wallet(normalise_text(merchant)).split()
     kept = [token for token in tokens if not _is_reference(token)] or tokens
     while len(kept) > 1 and kept[-1] in LEGAL_SUFFIXES:
         kept.pop()
@@ -108,6 +116,20 @@ def _merchant_part(folded: str) -> str:
         return tail if normalise_text(tail) else head
     # "AMZN Mktp UK*1F37B5QZ4": the merchant comes first and a reference follows.
     return head if normalise_text(head) else tail
+
+
+def _without_wallet(text: str) -> str:
+    """Drop a phone wallet's name ("apple pay", "google pay") printed beside the merchant's."""
+    stripped = _WALLET.sub(" ", f" {text} ").strip()
+    return _WHITESPACE.sub(" ", stripped) or text
+
+
+def _trading_name(text: str) -> str:
+    """Return the trading name of "J Smith T/A Smith Plumbing" (the part after T/A), else the text."""
+    parts = _TRADING_AS.split(text, maxsplit=1)
+    if len(parts) == 2 and normalise_text(parts[1]):
+        return parts[1]
+    return text
 
 
 def _is_reference(token: str) -> bool:

@@ -1,7 +1,9 @@
 """The interface every lookup store adapter implements."""
 
 import abc
+import enum
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 from lookup.domain import ApplyOutcome, Expense, ExpenseChange
 
@@ -12,6 +14,25 @@ class LookupStoreError(Exception):
 
 class LookupStoreUnavailable(LookupStoreError):
     """The store could not be reached or throttled the call; retrying later may succeed."""
+
+
+@dataclass(frozen=True)
+class SupplierKeyChange:
+    """A new supplier key for the expense stored at `version`, as read before the change."""
+
+    business_id: str
+    expense_id: str
+    version: int
+    supplier_key: str
+
+
+class RekeyOutcome(enum.StrEnum):
+    REKEYED = "rekeyed"
+    # The expense stored at that version already carries the key; nothing was written.
+    CURRENT = "current"
+    # The stored expense is not live at that version, because a newer upsert or a delete was
+    # written after the read or the expense is unknown. Nothing was written.
+    STALE = "stale"
 
 
 class LookupStore(abc.ABC):
@@ -30,6 +51,23 @@ class LookupStore(abc.ABC):
     def apply_many(self, changes: Iterable[ExpenseChange]) -> list[ApplyOutcome]:
         """Apply changes in order; adapters may override this with a batched write."""
         return [self.apply(change) for change in changes]
+
+    @abc.abstractmethod
+    def rekey(self, change: SupplierKeyChange) -> RekeyOutcome:
+        """Set the supplier key of the expense if the stored expense is still live at `change.version`.
+
+        The version and every other field stay as they are, and the similar-expense query finds the
+        expense under the new key from then on (on DynamoDB, once the index has caught up). The write
+        is conditional on the stored version, so a newer version written since the read wins (STALE).
+        Tombstones carry no key (STALE).
+        """
+
+    def rekey_many(self, changes: Iterable[SupplierKeyChange]) -> list[RekeyOutcome]:
+        """Re-key expenses and return one outcome per change, in order.
+
+        The changes must name distinct expenses. Adapters may override this with a batched write.
+        """
+        return [self.rekey(change) for change in changes]
 
     @abc.abstractmethod
     def similar_expenses(self, *, business_id: str, supplier_key: str, limit: int) -> list[Expense]:

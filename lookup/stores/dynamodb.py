@@ -10,7 +10,7 @@ import datetime
 import logging
 import random
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from decimal import Decimal
 
@@ -19,7 +19,13 @@ from django.utils import timezone
 
 from lookup.aws import dynamodb_client, translated_errors
 from lookup.domain import ApplyOutcome, ChangeKind, Expense, ExpenseChange
-from lookup.stores.base import LookupStore, LookupStoreError, LookupStoreUnavailable
+from lookup.stores.base import (
+    LookupStore,
+    LookupStoreError,
+    LookupStoreUnavailable,
+    RekeyOutcome,
+    SupplierKeyChange,
+)
 from lookup.stores.dynamodb_table import (
     EXPENSE_SORT_PREFIX,
     PARTITION_KEY,
@@ -112,38 +118,56 @@ class DynamoDBLookupStore(LookupStore):
         """
         changes = list(changes)
         outcomes = [ApplyOutcome.STALE] * len(changes)
-        pending = _latest_change_per_expense(changes)
+        _write_with_retries(self.apply, changes, _latest_change_per_expense(changes), outcomes)
+        return outcomes
 
-        for round_number in range(APPLY_MANY_MAX_ROUNDS):
-            if round_number:
-                time.sleep(random.uniform(0, APPLY_MANY_BASE_DELAY_SECONDS * 2**round_number))
-            pending = self._apply_concurrently(changes, pending, outcomes)
-            if not pending:
-                return outcomes
+    def rekey(self, change: SupplierKeyChange) -> RekeyOutcome:
+        """Update the key and the supplier index partition key in one UpdateItem, conditional on the version."""
+        with translated_errors("UpdateItem", business_id=change.business_id, expense_id=change.expense_id):
+            try:
+                self.client.update_item(
+                    TableName=self.table_name,
+                    Key=_key(change.business_id, change.expense_id),
+                    UpdateExpression="SET #supplier_key = :key, #index_pk = :index_pk",
+                    ConditionExpression="#version = :version AND #deleted = :live AND #supplier_key <> :key",
+                    ExpressionAttributeNames={
+                        "#supplier_key": "supplier_key",
+                        "#index_pk": SUPPLIER_INDEX_PARTITION_KEY,
+                        "#version": "version",
+                        "#deleted": "deleted",
+                    },
+                    ExpressionAttributeValues={
+                        ":key": {"S": change.supplier_key},
+                        ":index_pk": {"S": _supplier_partition(change.business_id, change.supplier_key)},
+                        ":version": {"N": str(change.version)},
+                        ":live": {"BOOL": False},
+                    },
+                )
+            except self.client.exceptions.ConditionalCheckFailedException:
+                return self._unwritten_rekey_outcome(change)
+        return RekeyOutcome.REKEYED
 
-        keys = ", ".join(f"{changes[i].business_id}/{changes[i].expense_id}" for i in pending[:10])
-        logger.error(
-            "DynamoDB writes still failing after %s rounds",
-            APPLY_MANY_MAX_ROUNDS,
-            extra={"unwritten": len(pending), "total": len(changes)},
-        )
-        raise LookupStoreUnavailable(
-            f"{len(pending)} of {len(changes)} changes were not written after {APPLY_MANY_MAX_ROUNDS} rounds "
-            f"of retries (first: {keys}); apply them again later."
-        )
+    def _unwritten_rekey_outcome(self, change: SupplierKeyChange) -> RekeyOutcome:
+        # A failed condition does not say which part failed, so a consistent read distinguishes an
+        # expense that already carries the key from one changed, deleted or never stored.
+        stored = self.get_expense(business_id=change.business_id, expense_id=change.expense_id)
+        if stored is None or stored.deleted or stored.version != change.version:
+            return RekeyOutcome.STALE
+        if stored.supplier_key == change.supplier_key:
+            return RekeyOutcome.CURRENT
+        # Another re-key to a different key ran between the update and the read.
+        return RekeyOutcome.STALE
 
-    def _apply_concurrently(self, changes: list[ExpenseChange], indexes: list[int], outcomes: list) -> list[int]:
-        """Write the changes at these indexes into outcomes; return the indexes to retry."""
-        retry = []
-        with ThreadPoolExecutor(max_workers=WRITE_THREADS) as pool:
-            futures = {pool.submit(self.apply, changes[index]): index for index in indexes}
-            for future in as_completed(futures):
-                index = futures[future]
-                try:
-                    outcomes[index] = future.result()
-                except LookupStoreUnavailable:
-                    retry.append(index)
-        return sorted(retry)
+    def rekey_many(self, changes: Iterable[SupplierKeyChange]) -> list[RekeyOutcome]:
+        """Re-key expenses with concurrent conditional updates; return one outcome per change, in order.
+
+        Throttled or unreachable writes are retried like apply_many's. If any remain,
+        LookupStoreUnavailable names them, and the writes that succeeded stay applied.
+        """
+        changes = list(changes)
+        outcomes = [RekeyOutcome.STALE] * len(changes)
+        _write_with_retries(self.rekey, changes, list(range(len(changes))), outcomes)
+        return outcomes
 
     def similar_expenses(self, *, business_id: str, supplier_key: str, limit: int) -> list[Expense]:
         """Return the business's live expenses with this supplier key, newest date first.
@@ -267,6 +291,46 @@ class DynamoDBLookupStore(LookupStore):
         # An UPDATING table (capacity or index changes) still serves reads.
         if status not in ("ACTIVE", "UPDATING"):
             raise LookupStoreUnavailable(f"DynamoDB table {self.table_name} is {status}, not ACTIVE.")
+
+
+def _write_with_retries(write: Callable, changes: list, indexes: list[int], outcomes: list) -> None:
+    """Write the changes at these indexes concurrently, storing each outcome at its index.
+
+    Throttled or unreachable writes are retried in up to APPLY_MANY_MAX_ROUNDS rounds with
+    jittered backoff; if any remain, LookupStoreUnavailable names them.
+    """
+    pending = indexes
+    for round_number in range(APPLY_MANY_MAX_ROUNDS):
+        if round_number:
+            time.sleep(random.uniform(0, APPLY_MANY_BASE_DELAY_SECONDS * 2**round_number))
+        pending = _write_concurrently(write, changes, pending, outcomes)
+        if not pending:
+            return
+
+    keys = ", ".join(f"{changes[i].business_id}/{changes[i].expense_id}" for i in pending[:10])
+    logger.error(
+        "DynamoDB writes still failing after %s rounds",
+        APPLY_MANY_MAX_ROUNDS,
+        extra={"unwritten": len(pending), "total": len(changes)},
+    )
+    raise LookupStoreUnavailable(
+        f"{len(pending)} of {len(changes)} changes were not written after {APPLY_MANY_MAX_ROUNDS} rounds "
+        f"of retries (first: {keys}); apply them again later."
+    )
+
+
+def _write_concurrently(write: Callable, changes: list, indexes: list[int], outcomes: list) -> list[int]:
+    """Write the changes at these indexes into outcomes; return the indexes to retry."""
+    retry = []
+    with ThreadPoolExecutor(max_workers=WRITE_THREADS) as pool:
+        futures = {pool.submit(write, changes[index]): index for index in indexes}
+        for future in as_completed(futures):
+            index = futures[future]
+            try:
+                outcomes[index] = future.result()
+            except LookupStoreUnavailable:
+                retry.append(index)
+    return sorted(retry)
 
 
 def _latest_change_per_expense(changes: list[ExpenseChange]) -> list[int]:

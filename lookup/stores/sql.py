@@ -1,16 +1,28 @@
 """The lookup store on the Django database: the embedded default."""
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from decimal import Decimal
+from typing import TypeVar
 
 from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from lookup.domain import ApplyOutcome, ChangeKind, Expense, ExpenseChange
 from lookup.models import LookupExpense
-from lookup.stores.base import LookupStore, LookupStoreError, LookupStoreUnavailable
+from lookup.stores.base import (
+    LookupStore,
+    LookupStoreError,
+    LookupStoreUnavailable,
+    RekeyOutcome,
+    SupplierKeyChange,
+)
 
 ITERATION_CHUNK_SIZE = 2000
+
+Change = TypeVar("Change")
+Outcome = TypeVar("Outcome")
 
 
 class SqlLookupStore(LookupStore):
@@ -18,21 +30,12 @@ class SqlLookupStore(LookupStore):
 
     def apply(self, change: ExpenseChange) -> ApplyOutcome:
         values = _row_values(change)
-        try:
+        with _translated_write_errors():
             return self._apply_values(change, values)
-        except OperationalError as exc:
-            raise LookupStoreUnavailable(f"SQL lookup store unavailable: {exc}") from exc
-        except DatabaseError as exc:
-            raise LookupStoreError(f"SQL lookup store rejected the write: {exc}") from exc
 
     def apply_many(self, changes: Iterable[ExpenseChange]) -> list[ApplyOutcome]:
         """Apply changes in order in one transaction: one commit for the batch, not one per change."""
-        try:
-            with transaction.atomic():
-                return [self.apply(change) for change in changes]
-        except OperationalError as exc:
-            # Raised by the commit itself, after every apply succeeded.
-            raise LookupStoreUnavailable(f"SQL lookup store unavailable: {exc}") from exc
+        return _in_one_transaction(self.apply, changes)
 
     def _apply_values(self, change: ExpenseChange, values: dict) -> ApplyOutcome:
         # A conditional UPDATE is atomic in every backend, so two workers racing on one expense
@@ -52,9 +55,26 @@ class SqlLookupStore(LookupStore):
                 return ApplyOutcome.APPLIED
             return ApplyOutcome.STALE
 
+    def rekey(self, change: SupplierKeyChange) -> RekeyOutcome:
+        # One conditional UPDATE, so a newer version written since the read is never re-keyed.
+        at_version = LookupExpense.objects.filter(
+            business_id=change.business_id, expense_id=change.expense_id, version=change.version, deleted=False
+        )
+        with _translated_write_errors():
+            if at_version.exclude(supplier_key=change.supplier_key).update(supplier_key=change.supplier_key):
+                return RekeyOutcome.REKEYED
+            if at_version.exists():
+                return RekeyOutcome.CURRENT
+        return RekeyOutcome.STALE
+
+    def rekey_many(self, changes: Iterable[SupplierKeyChange]) -> list[RekeyOutcome]:
+        """Re-key expenses in one transaction: one commit for the batch, not one per change."""
+        return _in_one_transaction(self.rekey, changes)
+
     def similar_expenses(self, *, business_id: str, supplier_key: str, limit: int) -> list[Expense]:
+        # Undated expenses last, as in the DynamoDB adapter: PostgreSQL puts NULL first in a descending sort.
         rows = LookupExpense.objects.filter(business_id=business_id, supplier_key=supplier_key, deleted=False).order_by(
-            "-date", "-version"
+            F("date").desc(nulls_last=True), "-version"
         )[:limit]
         return self._read(lambda: [_to_expense(row) for row in rows])
 
@@ -106,6 +126,25 @@ class SqlLookupStore(LookupStore):
             return query()
         except DatabaseError as exc:
             raise LookupStoreUnavailable(f"SQL lookup store unavailable: {exc}") from exc
+
+
+@contextmanager
+def _translated_write_errors() -> Iterator[None]:
+    try:
+        yield
+    except OperationalError as exc:
+        raise LookupStoreUnavailable(f"SQL lookup store unavailable: {exc}") from exc
+    except DatabaseError as exc:
+        raise LookupStoreError(f"SQL lookup store rejected the write: {exc}") from exc
+
+
+def _in_one_transaction(write: Callable[[Change], Outcome], changes: Iterable[Change]) -> list[Outcome]:
+    try:
+        with transaction.atomic():
+            return [write(change) for change in changes]
+    except OperationalError as exc:
+        # Raised by the commit itself, after every write succeeded.
+        raise LookupStoreUnavailable(f"SQL lookup store unavailable: {exc}") from exc
 
 
 def _row_values(change: ExpenseChange) -> dict:

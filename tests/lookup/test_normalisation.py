@@ -97,3 +97,51 @@ def test_normalise_text_cases(text, folded):
 @pytest.mark.parametrize("text", ["", "   ", "***", "—"])
 def test_normalise_text_no_alphanumerics(text):
     assert normalise_text(text) == ""
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["APPLE PAY BLUE HERON CAFE", "Blue Heron Cafe (Apple Pay)", "GOOGLE PAY Blue Heron Cafe", "Gpay blue heron cafe"],
+)
+def test_supplier_key_wallet_name_dropped(name):
+    assert supplier_key(name) == "blue heron cafe"
+
+
+@pytest.mark.parametrize("name", ["APPLE PAY", "Google Pay"])
+def test_supplier_key_bare_wallet_is_generic(name):
+    assert is_generic_key(supplier_key(name))
+
+
+@pytest.mark.parametrize(
+    ("name", "key"),
+    [
+        ("J Smith T/A Smith Plumbing", "smith plumbing"),
+        ("J SMITH T/AS SMITH PLUMBING", "smith plumbing"),
+        ("Sumup *J Smith trading as Smith Plumbing", "smith plumbing"),
+        ("T/A", "t a"),
+        ("Data Tables Ltd", "data tables"),
+    ],
+)
+def test_supplier_key_trading_name(name, key):
+    assert supplier_key(name) == key
+
+
+@pytest.mark.parametrize(
+    "name", ["AMZNMKTPLACE AMAZON.CO.UK", "Amznmktplace", "AMZ*1X2Y3Z4W5", "Amazon.co.uk*MS2ZC7PN4"]
+)
+def test_supplier_key_amazon_spellings(name):
+    assert supplier_key(name) == "amazon"
+
+
+def test_supplier_key_ebay_order_is_generic():
+    key = supplier_key("eBay O*21-06645-34581")
+
+    assert key == "ebay"
+    assert is_generic_key(key)
+
+
+@pytest.mark.parametrize(
+    "name", ["D TEC INTERNATIONAL LT", "D Tec International Ltd", "D-TEC INTERNATIONAL.COM", "D Tec International UK"]
+)
+def test_supplier_key_truncated_and_web_suffixes(name):
+    assert supplier_key(name) == "d tec international"

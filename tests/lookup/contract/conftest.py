@@ -61,7 +61,15 @@ def _dynamodb_store() -> DynamoDBLookupStore:
     return DynamoDBLookupStore(table_name=table_name, region=REGION)
 
 
-@pytest.fixture(params=[pytest.param(name, id=name) for name in ALL_STORES if name in SELECTED_STORES])
+# The SQL case carries the django_db mark, so pytest-django sets up the test database even when
+# only this suite runs (it looks for the mark on the collected tests, not on fixtures they request).
+@pytest.fixture(
+    params=[
+        pytest.param(name, id=name, marks=[pytest.mark.django_db] if name == "sql" else [])
+        for name in ALL_STORES
+        if name in SELECTED_STORES
+    ]
+)
 def store(request, monkeypatch):
     """A fresh, empty lookup store of each adapter."""
     if request.param == "sql":

@@ -1,4 +1,5 @@
-"""The create_lookup_table and copy_lookup management commands, with DynamoDB under moto."""
+"""The lookup management commands: copy_lookup and create_lookup_table with DynamoDB under moto,
+rekey_lookup on every store adapter through the contract suite's `store` fixture."""
 
 import io
 
@@ -7,6 +8,7 @@ from django.core.management import CommandError, call_command
 from moto import mock_aws
 
 from lookup.aws import dynamodb_client
+from lookup.stores import get_lookup_store
 from lookup.stores.dynamodb import DynamoDBLookupStore
 from lookup.stores.sql import SqlLookupStore
 from tests.lookup.contract.changes import delete, upsert
@@ -106,3 +108,122 @@ def test_copy_to_missing_table_fails_clearly(aws):
 def test_copy_rejects_same_store(aws):
     with pytest.raises(CommandError, match="choose two different stores"):
         run("copy_lookup", "--from", "sql", "--to", "sql")
+
+
+# rekey_lookup, on the configured store of each adapter
+
+# Supplier names whose key changed with the current supplier_key, and the key stored before.
+STALE_KEYS = {
+    "AMZN Mktp UK*1F37B5QZ4": "amzn mktp uk 1f37b5qz4",
+    "J Smith T/A Smith Plumbing": "j smith t a smith plumbing",
+    "Blue Heron Cafe Apple Pay": "blue heron cafe apple pay",
+    "EBAY O*12-34567-89012": "ebay o 12 34567 89012",
+}
+
+
+@pytest.fixture
+def configured_store(store, settings):
+    """Make `store` the store that get_lookup_store() and so the commands use."""
+    if isinstance(store, DynamoDBLookupStore):
+        settings.LOOKUP_STORE = "dynamodb"
+        settings.DYNAMODB_TABLE = store.table_name
+        settings.AWS_REGION = store.region
+    else:
+        settings.LOOKUP_STORE = "sql"
+    get_lookup_store.cache_clear()
+    yield store
+    get_lookup_store.cache_clear()
+
+
+def _seed_stale_keys(store):
+    """Store expenses under keys an older supplier_key computed: 4 stale in b1, 1 in b2."""
+    for number, (supplier, stale_key) in enumerate(STALE_KEYS.items()):
+        store.apply(upsert(f"e{number}", 3, supplier=supplier, supplier_key=stale_key))
+    store.apply(upsert("current", 1, supplier="Blue Heron Cafe", supplier_key="blue heron cafe"))
+    store.apply(upsert("deleted", 1, supplier="Amazon.co.uk", supplier_key="amazon co uk"))
+    store.apply(delete("deleted", 2))
+    store.apply(upsert("e9", 2, business_id="b2", supplier="Amazon.co.uk", supplier_key="amazon co uk"))
+
+
+def _similar_ids(store, supplier_key: str, *, business_id: str = "b1") -> set[str]:
+    found = store.similar_expenses(business_id=business_id, supplier_key=supplier_key, limit=50)
+    return {expense.expense_id for expense in found}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rekey_finds_old_rows_under_new_key(configured_store, monkeypatch):
+    # Committed batches between reads of small chunks: the SQL read cursor must survive each commit.
+    monkeypatch.setattr("lookup.stores.sql.ITERATION_CHUNK_SIZE", 2)
+    store = configured_store
+    _seed_stale_keys(store)
+
+    output = run("rekey_lookup", "--batch-size", "2")
+    again = run("rekey_lookup")
+
+    assert "Scanned 6 expenses" in output
+    assert "re-keyed 5, 1 already current, skipped 0 updated or deleted meanwhile" in output
+    assert "Scanned 6 expenses" in again
+    assert "re-keyed 0, 6 already current, skipped 0" in again
+    assert _similar_ids(store, "amazon") == {"e0"}
+    assert _similar_ids(store, "smith plumbing") == {"e1"}
+    assert _similar_ids(store, "blue heron cafe") == {"e2", "current"}
+    assert _similar_ids(store, "ebay") == {"e3"}
+    assert _similar_ids(store, "amazon", business_id="b2") == {"e9"}
+    for stale_key in STALE_KEYS.values():
+        assert _similar_ids(store, stale_key) == set()
+    assert store.get_expense(business_id="b1", expense_id="e0").version == 3
+    assert store.get_expense(business_id="b1", expense_id="deleted").deleted is True
+
+
+def test_rekey_dry_run_changes_nothing(configured_store):
+    store = configured_store
+    _seed_stale_keys(store)
+    before = {expense.expense_id: expense for expense in store.iter_expenses(business_id="b1")}
+
+    output = run("rekey_lookup", "--dry-run")
+
+    after = {expense.expense_id: expense for expense in store.iter_expenses(business_id="b1")}
+    assert "nothing written: scanned 6 expenses, 5 to re-key, 1 already current" in output
+    assert "b1/e0 'AMZN Mktp UK*1F37B5QZ4': 'amzn mktp uk 1f37b5qz4' -> 'amazon'" in output
+    assert after == before
+    assert _similar_ids(store, "amazon") == set()
+    assert _similar_ids(store, "amzn mktp uk 1f37b5qz4") == {"e0"}
+
+
+def test_rekey_one_business(configured_store):
+    store = configured_store
+    _seed_stale_keys(store)
+
+    output = run("rekey_lookup", "--business", "b2")
+
+    assert "Scanned 1 expenses in the" in output
+    assert "(business b2): re-keyed 1, 0 already current" in output
+    assert _similar_ids(store, "amazon", business_id="b2") == {"e9"}
+    assert _similar_ids(store, "amazon") == set()
+    assert _similar_ids(store, "smith plumbing") == set()
+
+
+def test_rekey_skips_expense_written_meanwhile(configured_store, monkeypatch):
+    store = configured_store
+    _seed_stale_keys(store)
+    store_class = type(store)
+    rekey_many = store_class.rekey_many
+
+    def rekey_after_newer_write(self, changes):
+        # A newer event for e1 lands between the command's read and its write.
+        store.apply(upsert("e1", 4, supplier="J Smith T/A Smith Plumbing", supplier_key="smith plumbing"))
+        return rekey_many(self, changes)
+
+    monkeypatch.setattr(store_class, "rekey_many", rekey_after_newer_write)
+    output = run("rekey_lookup", "--business", "b1")
+
+    assert "Scanned 5 expenses" in output
+    assert "re-keyed 3, 1 already current, skipped 1 updated or deleted meanwhile" in output
+    assert store.get_expense(business_id="b1", expense_id="e1").version == 4
+    assert _similar_ids(store, "smith plumbing") == {"e1"}
+    assert _similar_ids(store, "amazon") == {"e0"}
+
+
+def test_rekey_rejects_zero_batch_size(configured_store):
+    with pytest.raises(CommandError, match="--batch-size must be at least 1, got 0"):
+        run("rekey_lookup", "--batch-size", "0")

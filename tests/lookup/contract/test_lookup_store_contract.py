@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from lookup.domain import ApplyOutcome, ChangeKind
 from lookup.stores import LookupStoreError
+from lookup.stores.base import RekeyOutcome, SupplierKeyChange
 from lookup.stores.dynamodb import DynamoDBLookupStore
 from lookup.stores.sql import SqlLookupStore
 from tests.lookup.contract.changes import delete, upsert
@@ -217,6 +218,16 @@ def test_similar_expenses_same_date_higher_version_first(store):
     assert [expense.expense_id for expense in found] == ["v7", "v2"]
 
 
+def test_similar_expenses_undated_last(store):
+    store.apply(upsert("undated", 9, date=None))
+    store.apply(upsert("old", 1, date=datetime.date(2019, 2, 1)))
+
+    found = store.similar_expenses(business_id="b1", supplier_key="blue heron cafe", limit=10)
+
+    assert [expense.expense_id for expense in found] == ["old", "undated"]
+    assert found[1].date is None
+
+
 def test_similar_expenses_respects_limit(store):
     for day in range(1, 13):
         store.apply(upsert(f"e{day}", date=datetime.date(2024, 5, day)))
@@ -260,6 +271,161 @@ def test_update_changing_date_and_names_moves_expense(store):
     assert heron[0].date == datetime.date(2024, 9, 1)
     assert heron[0].description == "status: name changed"
     assert [(expense.expense_id, expense.supplier) for expense in rewe] == [("b", "Rewe Markt")]
+
+
+# Re-keying after a change to supplier_key
+
+
+def _rekey_change(expense_id: str, version: int, supplier_key: str, *, business_id: str = "b1") -> SupplierKeyChange:
+    return SupplierKeyChange(business_id=business_id, expense_id=expense_id, version=version, supplier_key=supplier_key)
+
+
+def _similar_ids(store, supplier_key: str, *, business_id: str = "b1") -> list[str]:
+    return [e.expense_id for e in store.similar_expenses(business_id=business_id, supplier_key=supplier_key, limit=50)]
+
+
+def test_rekey_moves_expense_to_new_key(store):
+    change = upsert("e1", 3, supplier="AMZN Mktp UK*1F37B5QZ4", supplier_key="amzn mktp uk", category="Office")
+    store.apply(change)
+    before = store.get_expense(business_id="b1", expense_id="e1")
+
+    outcome = store.rekey(_rekey_change("e1", 3, "amazon"))
+
+    after = store.get_expense(business_id="b1", expense_id="e1")
+    assert outcome == RekeyOutcome.REKEYED
+    assert after.supplier_key == "amazon"
+    assert after.version == 3
+    assert after.supplier == "AMZN Mktp UK*1F37B5QZ4"
+    assert after.category == "Office"
+    assert after.source_event_id == change.event_id
+    assert after.learned_at == before.learned_at
+    assert _similar_ids(store, "amazon") == ["e1"]
+    assert _similar_ids(store, "amzn mktp uk") == []
+
+
+def test_rekey_keeps_similar_expense_order(store):
+    store.apply(upsert("old", 1, supplier_key="stale", date=datetime.date(2023, 1, 5)))
+    store.apply(upsert("new", 4, supplier_key="stale", date=datetime.date(2024, 12, 1)))
+    store.apply(upsert("undated", 2, supplier_key="stale", date=None))
+
+    store.rekey_many(
+        [
+            _rekey_change(expense_id, version, "blue heron cafe")
+            for expense_id, version in [("old", 1), ("new", 4), ("undated", 2)]
+        ]
+    )
+
+    assert _similar_ids(store, "blue heron cafe") == ["new", "old", "undated"]
+    assert store.get_expense(business_id="b1", expense_id="undated").date is None
+
+
+def test_rekey_to_current_key_is_current(store):
+    store.apply(upsert("e1", 2))
+    before = store.get_expense(business_id="b1", expense_id="e1")
+
+    outcome = store.rekey(_rekey_change("e1", 2, "blue heron cafe"))
+
+    assert outcome == RekeyOutcome.CURRENT
+    assert store.get_expense(business_id="b1", expense_id="e1") == before
+
+
+def test_rekey_after_newer_version_is_stale(store):
+    # The race the version condition guards: the re-keyer read version 1, then a newer event
+    # stored version 2 before the re-key was written. Version 2 wins, whatever key it carries.
+    store.apply(upsert("e1", 1, supplier="Amazon.co.uk", supplier_key="amazon co uk", category="Office"))
+    read = store.get_expense(business_id="b1", expense_id="e1")
+    store.apply(upsert("e1", 2, supplier="Amazon.co.uk", supplier_key="amazon co uk", category="Books"))
+
+    outcome = store.rekey(_rekey_change("e1", read.version, "amazon"))
+
+    stored = store.get_expense(business_id="b1", expense_id="e1")
+    assert outcome == RekeyOutcome.STALE
+    assert stored.version == 2
+    assert stored.category == "Books"
+    assert stored.supplier_key == "amazon co uk"
+    assert _similar_ids(store, "amazon co uk") == ["e1"]
+    assert _similar_ids(store, "amazon") == []
+
+
+def test_rekey_of_older_version_than_stored_is_stale(store):
+    store.apply(upsert("e1", 5, supplier_key="stale"))
+
+    older = store.rekey(_rekey_change("e1", 4, "blue heron cafe"))
+    newer = store.rekey(_rekey_change("e1", 6, "blue heron cafe"))
+
+    assert older == RekeyOutcome.STALE
+    assert newer == RekeyOutcome.STALE
+    assert store.get_expense(business_id="b1", expense_id="e1").supplier_key == "stale"
+
+
+def test_rekey_of_deleted_expense_is_stale(store):
+    store.apply(upsert("e1", 1, supplier_key="stale"))
+    store.apply(delete("e1", 2))
+
+    read_before_delete = store.rekey(_rekey_change("e1", 1, "blue heron cafe"))
+    tombstone_version = store.rekey(_rekey_change("e1", 2, "blue heron cafe"))
+
+    tombstone = store.get_expense(business_id="b1", expense_id="e1")
+    assert read_before_delete == RekeyOutcome.STALE
+    assert tombstone_version == RekeyOutcome.STALE
+    assert tombstone.deleted is True
+    assert tombstone.version == 2
+    assert tombstone.supplier_key == ""
+    assert _similar_ids(store, "blue heron cafe") == []
+    assert store.count_expenses(business_id="b1") == 0
+
+
+def test_rekey_of_unknown_expense_is_stale(store):
+    outcome = store.rekey(_rekey_change("missing", 1, "blue heron cafe"))
+
+    assert outcome == RekeyOutcome.STALE
+    assert store.get_expense(business_id="b1", expense_id="missing") is None
+    assert store.count_expenses() == 0
+
+
+def test_newer_upsert_after_rekey_replaces_key(store):
+    store.apply(upsert("e1", 1, supplier_key="stale"))
+    store.rekey(_rekey_change("e1", 1, "blue heron cafe"))
+
+    outcome = store.apply(upsert("e1", 2, supplier="Rewe Markt", supplier_key="rewe markt"))
+
+    assert outcome == APPLIED
+    assert _similar_ids(store, "rewe markt") == ["e1"]
+    assert _similar_ids(store, "blue heron cafe") == []
+    assert _similar_ids(store, "stale") == []
+
+
+def test_rekey_many_returns_outcome_per_change(store):
+    for number in range(30):
+        store.apply(upsert(f"e{number:02d}", 1, supplier_key="stale"))
+    store.apply(upsert("current", 1))
+    store.apply(upsert("e05", 2, supplier_key="stale"))
+    store.apply(delete("e06", 2))
+    changes = [_rekey_change(f"e{number:02d}", 1, "blue heron cafe") for number in range(30)]
+    changes.insert(3, _rekey_change("current", 1, "blue heron cafe"))
+
+    outcomes = store.rekey_many(changes)
+
+    expected = [RekeyOutcome.REKEYED] * 31
+    expected[3] = RekeyOutcome.CURRENT
+    expected[6] = RekeyOutcome.STALE  # e05, written again at version 2
+    expected[7] = RekeyOutcome.STALE  # e06, deleted
+    assert outcomes == expected
+    assert len(_similar_ids(store, "blue heron cafe")) == 29
+    assert _similar_ids(store, "stale") == ["e05"]
+    assert store.get_expense(business_id="b1", expense_id="e05").version == 2
+
+
+def test_rekey_many_isolated_by_business(store):
+    store.apply(upsert("e1", 1, business_id="b1", supplier_key="stale"))
+    store.apply(upsert("e1", 1, business_id="b2", supplier_key="stale"))
+
+    outcomes = store.rekey_many([_rekey_change("e1", 1, "blue heron cafe", business_id="b2")])
+
+    assert outcomes == [RekeyOutcome.REKEYED]
+    assert _similar_ids(store, "blue heron cafe", business_id="b2") == ["e1"]
+    assert _similar_ids(store, "blue heron cafe", business_id="b1") == []
+    assert _similar_ids(store, "stale", business_id="b1") == ["e1"]
 
 
 # Listing and counting
