@@ -51,9 +51,11 @@ test: install-dev
 	CONTRACT_STORES=sql DATABASE_URL=$(POSTGRES_URL) $(BIN)/pytest -p no:cacheprovider \
 		tests/lookup/contract/test_lookup_store_contract.py tests/lookup/contract/test_lookup_commands.py
 
-# Accuracy on the real purchase-card data through a running stack; writes test-artifacts/quality.json.
+# Quality on the real purchase-card and payments data: a date-ordered replay through the production policy.
+# Writes docs/quality.md, docs/images/ and test-artifacts/evaluation.json. The end-to-end accuracy test
+# through a running stack (tests/integration/test_real_data.py) runs in make test.
 evaluate: install-dev
-	$(BIN)/pytest tests/integration/test_real_data.py
+	$(BIN)/python -m evaluation.replay
 
 # Speed: the HTTP API on the make run stack, and the lookup stores side by side.
 bench: install-dev

@@ -17,6 +17,8 @@ _INVALID = OpenApiResponse(description="Invalid input; the error names each fiel
 class PredictionView(APIView):
     """Suggest categories for one expense."""
 
+    throttle_scope = "predictions"
+
     @extend_schema(request=PredictionRequestSerializer, responses={200: PredictionSerializer, 400: _INVALID})
     def post(self, request):
         serializer = PredictionRequestSerializer(data=request.data)
@@ -30,6 +32,8 @@ class PredictionView(APIView):
 
 class PredictionBatchView(APIView):
     """Suggest categories for a batch of expenses, returned in request order."""
+
+    throttle_scope = "predictions"
 
     @extend_schema(
         request=PredictionBatchRequestSerializer,

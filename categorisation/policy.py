@@ -74,8 +74,11 @@ def lookup_candidates(
         members[expense.category].append(expense)
 
     total = sum(weights.values())
+    corrected = _corrected_category(similar)
     candidates = []
-    for category, weight in sorted(weights.items(), key=lambda item: (-item[1], item[0])):
+    # A corrected category leads; the rest follow by weight.
+    ranked = sorted(weights.items(), key=lambda item: (item[0] != corrected, -item[1], item[0]))
+    for category, weight in ranked:
         agreeing = len(members[category])
         confidence = (weight / total) * agreeing / (agreeing + 1)
         if generic:
@@ -89,6 +92,7 @@ def lookup_candidates(
                     "matches": len(similar),
                     "agreeing": agreeing,
                     "generic_supplier": generic,
+                    "corrected": category == corrected,
                     "expenses": [
                         {"expense_id": item.expense_id, "date": item.date.isoformat() if item.date else None}
                         for item in members[category][:MAX_EVIDENCE_EXPENSES]
@@ -112,12 +116,22 @@ def model_candidates(*, ranked: list[dict], model_version: str) -> list[Candidat
 
 
 def combine(
-    *, rule: Candidate | None, lookup: list[Candidate], model: list[Candidate], generic: bool, top_k: int
+    *,
+    rule: Candidate | None,
+    lookup: list[Candidate],
+    model: list[Candidate],
+    generic: bool,
+    top_k: int,
+    lookup_weight: float = LOOKUP_WEIGHT,
 ) -> list[Candidate]:
-    """Return up to top_k candidates, one per category, best first: the rule, then the blend."""
+    """Return up to top_k candidates, one per category, best first: the rule, then the blend.
+
+    `lookup_weight` is the lookup's share of the blend for a supplier key; the one tuned for the
+    business at training (categorisation.calibration) when there is one.
+    """
     ranked = [rule] if rule else []
     seen = {rule.category} if rule else set()
-    for candidate in blend(lookup=lookup, model=model, generic=generic):
+    for candidate in blend(lookup=lookup, model=model, generic=generic, lookup_weight=lookup_weight):
         if len(ranked) == top_k:
             break
         if candidate.category not in seen:
@@ -126,7 +140,9 @@ def combine(
     return ranked
 
 
-def blend(*, lookup: list[Candidate], model: list[Candidate], generic: bool) -> list[Candidate]:
+def blend(
+    *, lookup: list[Candidate], model: list[Candidate], generic: bool, lookup_weight: float = LOOKUP_WEIGHT
+) -> list[Candidate]:
     """Rank lookup and model candidates by blended confidence, highest first.
 
     With only one source, its own candidates and confidences are returned. With both, only the
@@ -137,7 +153,7 @@ def blend(*, lookup: list[Candidate], model: list[Candidate], generic: bool) -> 
     """
     if not lookup or not model:
         return lookup or model
-    weight = GENERIC_LOOKUP_WEIGHT if generic else LOOKUP_WEIGHT
+    weight = GENERIC_LOOKUP_WEIGHT if generic else lookup_weight
     leader = lookup[0]
     blended = []
     for candidate in model:
@@ -147,15 +163,49 @@ def blend(*, lookup: list[Candidate], model: list[Candidate], generic: bool) -> 
             blended.append(replace(candidate, confidence=round((1 - weight) * candidate.confidence, 6)))
     if leader.category not in {candidate.category for candidate in model}:
         blended.append(_blend_leader(leader, None, weight))
-    # sorted() is stable, so equal confidences keep the model's order.
-    return sorted(blended, key=lambda candidate: -candidate.confidence)
+    # sorted() is stable, so equal confidences keep the model's order. A corrected category ranks
+    # first whatever the model says: a person chose it for this supplier after seeing a suggestion.
+    return sorted(
+        blended,
+        key=lambda candidate: (
+            not (candidate.category == leader.category and leader.evidence.get("corrected")),
+            -candidate.confidence,
+        ),
+    )
 
 
 def _blend_leader(leader: Candidate, model: Candidate | None, weight: float) -> Candidate:
     lookup_part = weight * leader.confidence
     model_part = (1 - weight) * model.confidence if model else 0.0
-    dominant = leader if model is None or lookup_part >= model_part else model
+    lookup_led = model is None or lookup_part >= model_part or leader.evidence.get("corrected")
+    dominant = leader if lookup_led else model
     return replace(dominant, confidence=round(lookup_part + model_part, 6))
+
+
+def _corrected_category(similar: list[Expense]) -> str | None:
+    """Return the category of the latest edited expense, while no later expense has another category.
+
+    An expense with a version above 1 was changed by a person after it was filed, typically to
+    correct its category. The correction holds for the supplier's next expenses until an expense
+    of the supplier learned after it is filed under another category. "After" is by `learned_at`
+    (when the store applied it), or by date where the store has no learned_at.
+    """
+    edited = [expense for expense in similar if expense.version > 1]
+    if not edited:
+        return None
+    if all(expense.learned_at is not None for expense in similar):
+
+        def order(expense: Expense) -> tuple:
+            return (expense.learned_at,)
+    else:
+
+        def order(expense: Expense) -> tuple:
+            return (expense.date or datetime.date.min, expense.version)
+
+    latest = max(edited, key=order)
+    if any(expense.category != latest.category for expense in similar if order(expense) > order(latest)):
+        return None
+    return latest.category
 
 
 def _recency_weight(past: datetime.date | None, now: datetime.date) -> float:

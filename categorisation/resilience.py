@@ -18,9 +18,16 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
+
+from lookup.stores.base import LookupStoreError
+from mlops.predictors import PredictorUnavailable
 
 logger = logging.getLogger(__name__)
+
+# What a source raises when its backend is down or refuses: logged as one line. Anything else
+# is a bug and is logged with its traceback; either way the other sources still answer.
+EXPECTED_SOURCE_ERRORS = (LookupStoreError, PredictorUnavailable, DatabaseError)
 
 
 class SourceFailed(Exception):
@@ -179,10 +186,10 @@ def call_sources(
             logger.warning("Prediction source %s timed out after %.3f s; continuing without it", name, wait)
             get_breaker(name).record_failure()
             failed.append(name)
-        except Exception:
+        except Exception as exc:
             # Deliberately broad: whatever one source raises, even a bug, the answer comes from
-            # the others; the traceback is logged.
-            logger.exception("Prediction source %s failed; continuing without it", name)
+            # the others.
+            _log_failure(name, exc)
             get_breaker(name).record_failure()
             failed.append(name)
         else:
@@ -195,7 +202,14 @@ def _call_inline(calls: dict[str, Callable[[], object]]) -> tuple[dict[str, obje
     for name, function in calls.items():
         try:
             results[name] = function()
-        except Exception:
-            logger.exception("Prediction source %s failed; continuing without it", name)
+        except Exception as exc:
+            _log_failure(name, exc)
             failed.append(name)
     return results, failed
+
+
+def _log_failure(name: str, exc: Exception) -> None:
+    if isinstance(exc, EXPECTED_SOURCE_ERRORS):
+        logger.warning("Prediction source %s failed (%s: %s); continuing without it", name, type(exc).__name__, exc)
+    else:
+        logger.error("Prediction source %s raised unexpectedly; continuing without it", name, exc_info=exc)

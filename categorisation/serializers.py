@@ -23,8 +23,9 @@ class CandidateSerializer(serializers.Serializer):
     confidence = serializers.FloatField(min_value=0.0, max_value=1.0)
     source = serializers.ChoiceField(choices=["rule", "lookup", "model"])
     evidence = serializers.DictField(
-        help_text="rule: rule_id. lookup: matches, agreeing, generic_supplier and the matched "
-        "expenses (expense_id, date). model: model_version."
+        help_text="rule: rule_id. lookup: matches, agreeing, generic_supplier, corrected (a person "
+        "changed the category of the supplier's latest edited expense) and the matched expenses "
+        "(expense_id, date). model: model_version."
     )
 
 
@@ -32,6 +33,12 @@ class PredictionSerializer(serializers.Serializer):
     prediction_id = serializers.UUIDField()
     categories = CandidateSerializer(many=True)
     model_version = serializers.CharField(allow_null=True)
+    tier = serializers.ChoiceField(
+        choices=["auto_apply", "suggest", "abstain"],
+        help_text="auto_apply: the first category may be applied without review (an override rule, or a "
+        "calibrated confidence at which past answers were at least 98 % right). suggest: show it for "
+        "confirmation (more often right than wrong). abstain: no confident answer.",
+    )
     degraded = serializers.ListField(
         child=serializers.ChoiceField(choices=["rules", "lookup", "model"]),
         help_text="Sources that failed for this request and were skipped.",

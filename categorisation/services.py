@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from categorisation import policy, resilience
+from categorisation import calibration, policy, resilience
 from lookup import selectors
 from lookup.domain import Expense
 from lookup.normalisation import is_generic_key, supplier_key
@@ -21,6 +21,7 @@ class Prediction:
     categories: list[policy.Candidate]
     model_version: str | None
     degraded: list[str]
+    tier: str = calibration.ABSTAIN
 
 
 def predict_expenses(*, expenses: list[dict], top_k: int) -> list[Prediction]:
@@ -29,6 +30,10 @@ def predict_expenses(*, expenses: list[dict], top_k: int) -> list[Prediction]:
     The rules, the lookup and the model are asked concurrently, each within its timeout and the
     request's PREDICTION_BUDGET_MS. A source that fails, times out or has an open circuit breaker
     is skipped and named in each prediction's `degraded` list; the others still answer.
+
+    A category the business has archived is never returned: the "rules" source reads the archived
+    categories with the rules, a rule that assigns one is skipped, and lookup and model candidates
+    with one are dropped before the blend and calibration.
     """
     keys = [supplier_key(expense["supplier"]) for expense in expenses]
     # More model categories than returned, so the blend finds the model's probability for the
@@ -37,9 +42,11 @@ def predict_expenses(*, expenses: list[dict], top_k: int) -> list[Prediction]:
     batch_extra = (len(expenses) - 1) * settings.PREDICTION_BATCH_ITEM_MS / 1000
     results, failed = resilience.call_sources(
         {
-            "rules": lambda: selectors.rules_for_businesses({expense["business_id"] for expense in expenses}),
+            "rules": lambda: selectors.rules_and_archived_for_businesses(
+                {expense["business_id"] for expense in expenses}
+            ),
             "lookup": lambda: _similar_expenses(expenses, keys),
-            "model": lambda: get_predictor().predict([_model_record(e) for e in expenses], top_k=model_top_k),
+            "model": lambda: _model_answer(expenses, model_top_k),
         },
         timeouts={
             "rules": settings.RULES_TIMEOUT_MS / 1000 + batch_extra,
@@ -48,28 +55,50 @@ def predict_expenses(*, expenses: list[dict], top_k: int) -> list[Prediction]:
         },
         budget=settings.PREDICTION_BUDGET_MS / 1000 + batch_extra,
     )
-    rules_by_business = results.get("rules", {})
+    # NOTE: when the rules source fails, the archived categories are unknown too, so that degraded
+    # prediction is not filtered and may suggest an archived category.
+    database = results.get("rules") or selectors.RulesAndArchived(rules={}, archived={})
     similar = results.get("lookup")
-    model_answer = results.get("model")
+    model_answer, model_calibration = results.get("model") or (None, None)
     model_version = model_answer.model_version if model_answer else None
     degraded = sorted(failed)
 
     predictions = []
+    skipped_rules = {}
     for index, expense in enumerate(expenses):
         generic = is_generic_key(keys[index])
-        rule = selectors.first_matching_rule(rules_by_business.get(expense["business_id"], []), expense=expense)
+        archived = database.archived.get(expense["business_id"], frozenset())
+        rule, skipped = selectors.first_rule_not_archived(
+            database.rules.get(expense["business_id"], []), expense=expense, archived=archived
+        )
+        skipped_rules.update(((rule.pk, expense["business_id"]), rule) for rule in skipped)
         lookup = _lookup_candidates(expense, similar[index], generic) if similar else []
         model = (
             policy.model_candidates(ranked=model_answer.results[index], model_version=model_version)
             if model_answer
             else []
         )
+        lookup = _without_archived(lookup, archived)
+        model = _without_archived(model, archived)
         categories = policy.combine(
             rule=policy.rule_candidate(rule_id=rule.pk, category=rule.category) if rule else None,
             lookup=lookup,
             model=model,
             generic=generic,
             top_k=top_k,
+            lookup_weight=(
+                model_calibration.lookup_weight_for(expense["business_id"])
+                if model_calibration
+                else policy.LOOKUP_WEIGHT
+            ),
+        )
+        group = (
+            calibration.answer_group(top=categories[0], lookup=lookup, model=model, generic=generic)
+            if categories
+            else calibration.ALL
+        )
+        categories, tier = calibration.apply(
+            categories, calibration=model_calibration, business_id=expense["business_id"], group=group
         )
         predictions.append(
             Prediction(
@@ -77,9 +106,25 @@ def predict_expenses(*, expenses: list[dict], top_k: int) -> list[Prediction]:
                 categories=categories,
                 model_version=model_version,
                 degraded=degraded,
+                tier=tier,
             )
         )
+    for (rule_id, business_id), skipped_rule in skipped_rules.items():
+        logger.warning(
+            "Skipping override rule: its category %r is archived for the business",
+            skipped_rule.category,
+            extra={"rule_id": rule_id, "business_id": business_id},
+        )
     return predictions
+
+
+def _without_archived(candidates: list[policy.Candidate], archived: frozenset[str]) -> list[policy.Candidate]:
+    return [candidate for candidate in candidates if candidate.category not in archived] if archived else candidates
+
+
+def _model_answer(expenses: list[dict], top_k: int):
+    answer = get_predictor().predict([_model_record(expense) for expense in expenses], top_k=top_k)
+    return answer, calibration.for_model_version(answer.model_version)
 
 
 def _similar_expenses(expenses: list[dict], keys: list[str]) -> list[list[Expense]]:

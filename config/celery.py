@@ -17,7 +17,7 @@ def create_filesystem_broker_folders(sender, **kwargs):
     """kombu's filesystem transport needs its folders to exist before the first message."""
     from pathlib import Path
 
-    for key in ("data_folder_in", "processed_folder"):
+    for key in ("data_folder_in", "processed_folder", "control_folder"):
         folder = sender.conf.broker_transport_options.get(key)
         if folder:
             Path(folder).mkdir(parents=True, exist_ok=True)

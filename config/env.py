@@ -6,6 +6,7 @@ first request.
 """
 
 import os
+import re
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -64,3 +65,18 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None or raw.strip() == "":
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+_RATE = re.compile(r"^([0-9]+)/(s|sec|second|m|min|minute|h|hour|d|day)$")
+
+
+def env_rate(name: str, default: str) -> str:
+    """Read a rate limit in DRF's form, a request count and a period such as "6000/min"."""
+    value = (os.environ.get(name) or default).strip()
+    match = _RATE.match(value)
+    if not match or int(match.group(1)) < 1:
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is not a rate; use a count of at least 1 and a period, such as 6000/min "
+            "(periods: s, min, h, day)."
+        )
+    return value

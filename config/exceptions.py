@@ -119,6 +119,9 @@ def _child(data, key):
 def _request_data(request):
     if request is None:
         return _MISSING
+    if request.method in ("GET", "HEAD"):
+        # A query serializer's errors then echo the query parameter's value.
+        return request.query_params.dict()
     try:
         return request.data
     except exceptions.APIException:

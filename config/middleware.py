@@ -7,14 +7,17 @@ from django.http import JsonResponse
 class RequestSizeLimitMiddleware:
     """Answer a JSON 413 when the declared body size exceeds MAX_REQUEST_BODY_BYTES.
 
-    Bodies without a Content-Length (chunked) are still capped by Django's
-    DATA_UPLOAD_MAX_MEMORY_SIZE, which the API exception handler turns into the same 413.
+    A body sent with Transfer-Encoding (chunked) and no Content-Length gets a JSON 400 before
+    anything reads it. Django's WSGIRequest reads no body without a Content-Length, so such a
+    request would otherwise arrive empty and fail with misleading "field is required" errors.
     """
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
+        if request.META.get("HTTP_TRANSFER_ENCODING") and not request.META.get("CONTENT_LENGTH"):
+            return length_required_response(request.META["HTTP_TRANSFER_ENCODING"])
         declared = request.META.get("CONTENT_LENGTH") or "0"
         try:
             length = int(declared)
@@ -23,6 +26,19 @@ class RequestSizeLimitMiddleware:
         if length > settings.MAX_REQUEST_BODY_BYTES:
             return payload_too_large_response(length)
         return self.get_response(request)
+
+
+def length_required_response(transfer_encoding: str) -> JsonResponse:
+    limit = settings.MAX_REQUEST_BODY_BYTES
+    body = {
+        "error": {
+            "code": "length_required",
+            "message": f"Request bodies sent with Transfer-Encoding {transfer_encoding[:50]!r} are not read; "
+            f"send the body with a Content-Length header, at most {limit} bytes.",
+            "fields": [],
+        }
+    }
+    return JsonResponse(body, status=400)
 
 
 def payload_too_large_response(length: int | None) -> JsonResponse:

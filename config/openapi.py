@@ -44,6 +44,10 @@ AUTHENTICATION_ERRORS = {
     401: "The Authorization header is missing, or its token is invalid or revoked.",
     403: "The token is valid but not allowed to call this operation.",
 }
+# The error of operations with a rate limit (a view's throttle_scope).
+THROTTLED_ERROR = {
+    429: "The API client sent more requests than its rate limit allows; retry after the Retry-After header's seconds.",
+}
 BODY_METHODS = {"POST", "PUT", "PATCH"}
 
 # CleanCharField rejects control characters (category Cc), except tab and line breaks in
@@ -111,6 +115,8 @@ class ErrorResponsesAutoSchema(AutoSchema):
             errors.update(BODY_ERRORS)
         if self._requires_authentication():
             errors.update(AUTHENTICATION_ERRORS)
+        if getattr(self.view, "throttle_scope", None):
+            errors.update(THROTTLED_ERROR)
         return errors
 
     def _requires_authentication(self):

@@ -1,5 +1,5 @@
 """The lookup app's admin: each area lives in its own module, registered on import."""
 
-from lookup import events_admin, lookups_admin, rules_admin
+from lookup import archived_admin, events_admin, lookups_admin, rules_admin
 
-__all__ = ("events_admin", "lookups_admin", "rules_admin")
+__all__ = ("archived_admin", "events_admin", "lookups_admin", "rules_admin")

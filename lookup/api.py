@@ -6,7 +6,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from lookup import services
-from lookup.serializers import EventSerializer, EventsResponseSerializer
+from lookup.serializers import EventSerializer, EventsResponseSerializer, events_request_schema
 
 
 class EventConflictError(APIException):
@@ -17,8 +17,10 @@ class EventConflictError(APIException):
 class EventsView(APIView):
     """Accept expense events; each is stored once by event_id, then applied by a worker."""
 
+    throttle_scope = "events"
+
     @extend_schema(
-        request=EventSerializer(many=True, min_length=1, max_length=settings.EVENTS_MAX_PER_REQUEST),
+        request=events_request_schema(max_events=settings.EVENTS_MAX_PER_REQUEST),
         responses={
             202: EventsResponseSerializer,
             400: OpenApiResponse(description="Invalid event; the error names the field."),

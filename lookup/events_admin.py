@@ -63,7 +63,8 @@ class ExpenseEventAdmin(admin.ModelAdmin):
         "error_preview",
     )
     list_filter = ("status", "type", BusinessFilter, ("received_at", admin.DateFieldListFilter))
-    search_fields = ("=event_id", "=business_id", "=expense_id")
+    # "=" would compare case-insensitively and list a business whose id differs only in case.
+    search_fields = ("=event_id", "business_id__exact", "=expense_id")
     search_help_text = "An exact event id, business id or expense id."
     # Newest first by primary key, which follows arrival order and is served by the primary key index.
     ordering = ("-pk",)

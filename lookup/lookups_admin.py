@@ -61,7 +61,8 @@ class SupplierSummary:
 class LookupExpenseAdmin(admin.ModelAdmin):
     list_display = ("business_id", "expense_id", "version", "supplier", "supplier_key", "category", "date", "deleted")
     list_filter = ("deleted",)
-    search_fields = ("=business_id", "=expense_id", "supplier_key")
+    # "=" would compare case-insensitively and list a business whose id differs only in case.
+    search_fields = ("business_id__exact", "=expense_id", "supplier_key")
     readonly_fields = [field.name for field in LookupExpense._meta.fields]
     show_full_result_count = False
 

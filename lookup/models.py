@@ -199,3 +199,22 @@ class OverrideRule(models.Model):
 
         if errors:
             raise ValidationError(errors)
+
+
+class ArchivedCategory(models.Model):
+    """A category a business has archived: predictions for that business never suggest it."""
+
+    # The unique constraint's index also serves lookups by business_id alone.
+    business_id = models.CharField(max_length=BUSINESS_ID_MAX_LENGTH)
+    category = models.CharField(max_length=CATEGORY_MAX_LENGTH)
+    archived_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "archived categories"
+        ordering = ["business_id", "category"]
+        constraints = [
+            models.UniqueConstraint(fields=["business_id", "category"], name="lookup_archived_category_unique"),
+        ]
+
+    def __str__(self):
+        return f"{self.business_id}: {self.category}"

@@ -79,7 +79,8 @@ class OverrideRuleAdmin(admin.ModelAdmin):
     list_display_links = ("id", "supplier_value")
     list_filter = ("enabled", ScopeFilter, "supplier_match", "combinator", ExtraConditionsFilter, "amount_sign")
     search_fields = (
-        "=business_id",
+        # "=" would compare case-insensitively and list a business whose id differs only in case.
+        "business_id__exact",
         "supplier_value",
         "description_contains",
         "merchant_category_contains",

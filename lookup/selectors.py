@@ -9,17 +9,21 @@ from django.conf import settings
 from django.db.models import Q
 
 from lookup.domain import Expense
-from lookup.models import OverrideRule
+from lookup.models import ArchivedCategory, OverrideRule
 from lookup.normalisation import normalise_text
 from lookup.rules import InvalidRuleError, RuleSubject, compile_rule_pattern, regex_subject, rule_matches
 from lookup.stores import get_lookup_store
 
 __all__ = (
     "RulePreview",
+    "RulesAndArchived",
+    "archived_categories_for_businesses",
     "conflicting_rules",
     "first_matching_rule",
+    "first_rule_not_archived",
     "preview_rule",
     "regex_subject",
+    "rules_and_archived_for_businesses",
     "rules_for_businesses",
     "similar_expenses",
 )
@@ -38,6 +42,47 @@ def rules_for_businesses(business_ids: set[str]) -> dict[str, list[OverrideRule]
     return {
         business_id: [rule for rule in ordered if rule.business_id in ("", business_id)] for business_id in business_ids
     }
+
+
+def archived_categories_for_businesses(business_ids: set[str]) -> dict[str, frozenset[str]]:
+    """Return each business's archived categories, an empty set for a business with none. One query."""
+    archived: dict[str, set[str]] = {business_id: set() for business_id in business_ids}
+    rows = ArchivedCategory.objects.filter(business_id__in=business_ids).values_list("business_id", "category")
+    for business_id, category in rows:
+        archived[business_id].add(category)
+    return {business_id: frozenset(categories) for business_id, categories in archived.items()}
+
+
+@dataclass(frozen=True)
+class RulesAndArchived:
+    """The rules and archived categories of a request's businesses, read in one prediction source call."""
+
+    rules: dict[str, list[OverrideRule]]
+    archived: dict[str, frozenset[str]]
+
+
+def rules_and_archived_for_businesses(business_ids: set[str]) -> RulesAndArchived:
+    """Return each business's enabled rules and archived categories, in two queries."""
+    return RulesAndArchived(
+        rules=rules_for_businesses(business_ids), archived=archived_categories_for_businesses(business_ids)
+    )
+
+
+def first_rule_not_archived(
+    rules: list[OverrideRule], *, expense: Mapping, archived: frozenset[str]
+) -> tuple[OverrideRule | None, list[OverrideRule]]:
+    """Return the first rule the expense meets whose category is not archived, and the archived ones it met first.
+
+    The caller logs the skipped rules, so a batch that meets one rule many times logs it once.
+    """
+    skipped = []
+    remaining = rules
+    while True:
+        rule = first_matching_rule(remaining, expense=expense)
+        if rule is None or rule.category not in archived:
+            return rule, skipped
+        skipped.append(rule)
+        remaining = remaining[remaining.index(rule) + 1 :]
 
 
 def first_matching_rule(

@@ -167,7 +167,11 @@ class ExpenseDateField(serializers.Field):
 
 
 class CleanCharField(serializers.CharField):
-    """A string with no control characters (tab and newline allowed where multiline=True)."""
+    """A string with no control characters other than tab (and newline where multiline=True).
+
+    Card statements align their columns with tabs, so a tab is kept as sent. Supplier keys and
+    rule matching fold it like a space.
+    """
 
     def __init__(self, *, multiline=False, **kwargs):
         kwargs.setdefault("trim_whitespace", True)
@@ -178,7 +182,7 @@ class CleanCharField(serializers.CharField):
         if not isinstance(data, str):
             raise serializers.ValidationError("Invalid type; expected a string.")
         value = super().to_internal_value(data)
-        allowed = {"\t", "\n", "\r"} if self.multiline else set()
+        allowed = {"\t", "\n", "\r"} if self.multiline else {"\t"}
         for char in value:
             if char not in allowed and unicodedata.category(char) in {"Cc", "Cs"}:
                 raise serializers.ValidationError(

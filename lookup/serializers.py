@@ -1,3 +1,4 @@
+from drf_spectacular.utils import PolymorphicProxySerializer
 from rest_framework import serializers
 
 from lookup.models import CATEGORY_MAX_LENGTH, ExpenseEvent
@@ -21,8 +22,10 @@ class EventExpenseSerializer(ExpenseFieldsSerializer):
     category = CleanCharField(max_length=CATEGORY_MAX_LENGTH)
 
 
-class DeletedExpenseSerializer(StrictSerializer):
-    """The expense inside a deleted event: its ids and version are enough."""
+# Not a StrictSerializer: its unknown fields are ignored, not rejected, and the OpenAPI schema
+# then allows additional properties.
+class DeletedExpenseSerializer(serializers.Serializer):
+    """The expense inside a deleted event: its ids and version. Other expense fields are accepted and ignored."""
 
     business_id = IdentifierField()
     expense_id = IdentifierField()
@@ -108,6 +111,108 @@ class EventSerializer(StrictSerializer):
         if not nested.is_valid():
             raise serializers.ValidationError({"expense": nested.errors})
         return attrs | {"expense": nested.validated_data}
+
+
+# The OpenAPI description of an event. EventSerializer validates events, and its `expense` is a
+# DictField checked by EventExpenseSerializer or DeletedExpenseSerializer depending on `type`, so
+# these serializers spell out each combination of `type` and `expense` that it accepts. They are
+# annotations for drf-spectacular and validate nothing.
+
+# The choice sets of `type` and `detail-type`, named in SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]
+# so that each set gets one enum component whichever field uses it.
+CHANGED_EVENT_TYPES = [ExpenseEvent.Type.CREATED.value, ExpenseEvent.Type.UPDATED.value]
+DELETED_EVENT_TYPES = [ExpenseEvent.Type.DELETED.value]
+
+
+class ExpenseChangedEventSerializer(StrictSerializer):
+    """A created or updated event in the plain form: the whole expense with its category."""
+
+    event_id = IdentifierField()
+    type = serializers.ChoiceField(choices=CHANGED_EVENT_TYPES)
+    occurred_at = serializers.DateTimeField(required=False, allow_null=True)
+    expense = EventExpenseSerializer()
+
+
+class ExpenseDeletedEventSerializer(ExpenseChangedEventSerializer):
+    """A deleted event in the plain form: the expense's ids and version."""
+
+    type = serializers.ChoiceField(choices=DELETED_EVENT_TYPES)
+    expense = DeletedExpenseSerializer()
+
+
+class EventBridgeChangedDetailSerializer(StrictSerializer):
+    """The `detail` of an EventBridge envelope of a created or updated event."""
+
+    expense = EventExpenseSerializer()
+    event_id = IdentifierField(required=False, help_text="The event_id; the envelope's `id` when absent.")
+
+
+class EventBridgeDeletedDetailSerializer(EventBridgeChangedDetailSerializer):
+    """The `detail` of an EventBridge envelope of a deleted event."""
+
+    expense = DeletedExpenseSerializer()
+
+
+class EventBridgeChangedEventSerializer(StrictSerializer):
+    """A created or updated event in an EventBridge envelope. Its `source`, `account`, `region`,
+    `resources` and `version` are accepted and ignored."""
+
+    detail_types = CHANGED_EVENT_TYPES
+
+    # NOTE: the schema requires `id`, but the API also accepts an envelope without it when
+    # `detail.event_id` is given.
+    id = IdentifierField(help_text="The event_id, unless `detail.event_id` is given.")
+    time = serializers.DateTimeField(required=False, allow_null=True, help_text="The occurred_at.")
+    source = serializers.CharField(required=False)
+    account = serializers.CharField(required=False)
+    region = serializers.CharField(required=False)
+    resources = serializers.ListField(child=serializers.CharField(), required=False)
+    version = serializers.CharField(required=False, help_text="The envelope's version, not the expense's.")
+    detail = EventBridgeChangedDetailSerializer()
+
+    def get_fields(self):
+        # "detail-type" is not a Python identifier, so it cannot be declared as an attribute.
+        fields = super().get_fields()
+        fields["detail-type"] = serializers.ChoiceField(choices=self.detail_types, help_text="The event's type.")
+        return fields
+
+
+class EventBridgeDeletedEventSerializer(EventBridgeChangedEventSerializer):
+    """A deleted event in an EventBridge envelope."""
+
+    detail_types = DELETED_EVENT_TYPES
+
+    detail = EventBridgeDeletedDetailSerializer()
+
+
+EVENT_SCHEMA = PolymorphicProxySerializer(
+    component_name="Event",
+    serializers=[
+        ExpenseChangedEventSerializer,
+        ExpenseDeletedEventSerializer,
+        EventBridgeChangedEventSerializer,
+        EventBridgeDeletedEventSerializer,
+    ],
+    resource_type_field_name=None,
+)
+
+
+def events_request_schema(*, max_events: int) -> PolymorphicProxySerializer:
+    """Return the OpenAPI request body of the events endpoint: one event, or a list of 1 to max_events."""
+    events_list = PolymorphicProxySerializer(
+        component_name="Event",
+        serializers=EVENT_SCHEMA.serializers,
+        resource_type_field_name=None,
+        many=True,
+        min_length=1,
+        max_length=max_events,
+    )
+    return PolymorphicProxySerializer(
+        component_name="Events",
+        serializers=[EVENT_SCHEMA, events_list],
+        resource_type_field_name=None,
+        many=False,
+    )
 
 
 class EventResultSerializer(serializers.Serializer):

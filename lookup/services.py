@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerError
 
 from lookup.domain import ApplyOutcome, ChangeKind, Expense, ExpenseChange
 from lookup.models import ExpenseEvent
@@ -61,7 +62,7 @@ def accept_events(*, events: list[dict]) -> list[AcceptedEvent]:
 
     if created:
         pks = [event.pk for event in created]
-        transaction.on_commit(lambda: enqueue_events(pks))
+        transaction.on_commit(lambda: enqueue_committed_events(pks))
     return results
 
 
@@ -124,6 +125,23 @@ def enqueue_events(event_pks: list[int], *, countdown: float = 0) -> None:
         apply_events.apply_async(args=[event_pks[start : start + size]], countdown=countdown)
 
 
+def enqueue_committed_events(event_pks: list[int]) -> None:
+    """Queue events already committed to the inbox; log a broker failure instead of raising it.
+
+    The events are accepted once committed, so a broker that is down must not turn the 202 into
+    an error, which would invite a resend. They stay pending, and sweep_pending_events queues
+    them after EVENT_PENDING_MAX_AGE_SECONDS. CELERY_TASK_PUBLISH_RETRY_POLICY bounds how long a
+    publish tries before it fails.
+    """
+    try:
+        enqueue_events(event_pks)
+    except BrokerError as exc:
+        logger.warning(
+            "Queueing committed events failed; the sweep will queue them",
+            extra={"count": len(event_pks), "first_event_pk": event_pks[0], "error": str(exc)},
+        )
+
+
 def apply_events(*, event_pks: list[int]) -> list[int]:
     """Apply pending inbox events to the lookup store, in version order per expense.
 
@@ -133,9 +151,10 @@ def apply_events(*, event_pks: list[int]) -> list[int]:
     store error and are still pending; an event that reaches EVENT_MAX_ATTEMPTS is parked as
     failed instead.
     """
-    events = list(
-        ExpenseEvent.objects.filter(pk__in=event_pks, status=ExpenseEvent.Status.PENDING).order_by("version", "pk")
-    )
+    # Key order, then version: two workers whose batches share expenses then lock the store's rows
+    # in the same order, which avoids deadlocks between their store transactions.
+    pending = ExpenseEvent.objects.filter(pk__in=event_pks, status=ExpenseEvent.Status.PENDING)
+    events = list(pending.order_by("business_id", "expense_id", "version", "pk"))
     ready, changes = [], []
     for event in events:
         try:
@@ -153,6 +172,7 @@ def apply_events(*, event_pks: list[int]) -> list[int]:
     except LookupStoreError as exc:
         logger.warning("Batch apply failed; applying events one by one", extra={"count": len(ready), "error": str(exc)})
         return _apply_one_by_one(store, ready, changes)
+    outcomes = [_confirm_stale(store, change, outcome) for change, outcome in zip(changes, outcomes, strict=True)]
     _record_outcomes(list(zip(ready, outcomes, strict=True)))
     return []
 
@@ -169,11 +189,21 @@ def _apply_one_by_one(store, events: list[ExpenseEvent], changes: list[ExpenseCh
         except LookupStoreError as exc:
             _record_failure(event, exc, transient=False)
             continue
-        if outcome == ApplyOutcome.STALE and _written_by(store, change):
-            # The failed batch call had already written this change before it stopped.
-            outcome = ApplyOutcome.APPLIED
-        _record_outcomes([(event, outcome)])
+        # The failed batch call may have written this change before it stopped.
+        _record_outcomes([(event, _confirm_stale(store, change, outcome))])
     return retry
+
+
+def _confirm_stale(store, change: ExpenseChange, outcome: ApplyOutcome) -> ApplyOutcome:
+    """Return APPLIED for a STALE outcome when the store contains this very event's write.
+
+    An earlier delivery of the event wrote it and then stopped before recording the outcome (a
+    killed worker, a failed batch call), or a concurrent delivery of the same event won the race.
+    Either way the event was applied, so it must not be recorded as stale.
+    """
+    if outcome == ApplyOutcome.STALE and _written_by(store, change):
+        return ApplyOutcome.APPLIED
+    return outcome
 
 
 def _written_by(store, change: ExpenseChange) -> bool:
@@ -246,7 +276,7 @@ def retry_failed_events(*, event_pks: list[int]) -> int:
             )
         )
         ExpenseEvent.objects.filter(pk__in=pks).update(status=ExpenseEvent.Status.PENDING, attempts=0, last_error="")
-        transaction.on_commit(lambda: enqueue_events(pks))
+        transaction.on_commit(lambda: enqueue_committed_events(pks))
     return len(pks)
 
 

@@ -35,6 +35,7 @@ OVERALL_METRICS = (
     ("top3_accuracy", "Top-3 accuracy"),
     ("macro_f1", "Macro F1"),
     ("expected_calibration_error", "Expected calibration error"),
+    ("combined_top1_accuracy", "Holdout replay with the lookup: top-1"),
 )
 # Deployments listed on a version's page, newest first.
 VERSION_PAGE_DEPLOYMENTS = 20
@@ -331,6 +332,8 @@ def _version_page_context(version: ModelVersion) -> dict:
         "load_problem": artefact_load_problem(version),
         "overall_metrics": [(label, metrics[name]) for name, label in OVERALL_METRICS if name in metrics],
         "threshold_metrics": metrics.get("thresholds", []),
+        "tier_metrics": [(tier, row) for tier, row in metrics.get("tiers_on_holdout", {}).items()],
+        "auto_apply_threshold": (metrics.get("calibration") or {}).get("auto_threshold"),
         "per_category_metrics": sorted(
             metrics.get("per_category", []), key=lambda row: (-row["support"], row["category"])
         ),

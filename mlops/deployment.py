@@ -42,7 +42,8 @@ CODE_ARCHIVE_NAME = "sourcedir.tar.gz"
 INFERENCE_MODULES = ("mlops/__init__.py", "mlops/inference.py", "mlops/features.py")
 INFERENCE_MODULES += ("lookup/__init__.py", "lookup/normalisation.py")
 INFERENCE_ENTRY_POINT = "from mlops.inference import input_fn, model_fn, output_fn, predict_fn  # noqa: F401\n"
-# A known expense for the smoke invocation. Any valid ranked prediction passes.
+# A known expense for the smoke invocation, sent as the version's largest business, since the
+# model suggests only the categories of businesses it knows. Any valid ranked prediction passes.
 SMOKE_RECORD = {"business_id": "smoke-test", "supplier": "Trainline", "amount": "45.00", "currency": "GBP"}
 # A container may still be loading the model on its first requests, so the smoke invocation
 # retries timeouts for longer than a prediction does. Each attempt keeps the predictor's read timeout.
@@ -506,6 +507,11 @@ def _wait_in_service(endpoint: str, *, config_name: str) -> str:
     return f"{endpoint} InService after {time.monotonic() - started:.0f} s"
 
 
+def smoke_record(candidate: ModelVersion) -> dict:
+    """Return the smoke invocation's expense, as the candidate's largest business."""
+    return SMOKE_RECORD | {"business_id": candidate.metrics.get("largest_business", SMOKE_RECORD["business_id"])}
+
+
 def _smoke_invocation(endpoint: str, candidate: ModelVersion) -> str:
     """Invoke the endpoint as the predictor does and check that the new version returns a valid prediction."""
     predictor = SageMakerPredictor(
@@ -515,7 +521,7 @@ def _smoke_invocation(endpoint: str, candidate: ModelVersion) -> str:
         attempt_timeout_seconds=settings.SAGEMAKER_INVOKE_TIMEOUT_SECONDS,
     )
     try:
-        answer = predictor.predict([SMOKE_RECORD], top_k=1)
+        answer = predictor.predict([smoke_record(candidate)], top_k=1)
     except PredictorUnavailable as exc:
         raise DeploymentFailed(f"Smoke invocation of {endpoint} failed: {exc}") from exc
     if answer.model_version != candidate.version:

@@ -5,6 +5,7 @@ The SageMaker scikit-learn serving container imports this module as the entry po
 `predict_records` on the same loaded bundle, so both return identical answers for one artefact.
 """
 
+import collections
 import json
 from pathlib import Path
 
@@ -17,6 +18,9 @@ from mlops.features import FEATURE_SCHEMA, FEATURE_SCHEMA_VERSION, records_frame
 BUNDLE_FILENAME = "model.joblib"
 METADATA_FILENAME = "metadata.json"
 JSON_CONTENT_TYPE = "application/json"
+# A category name that this many businesses use is a common chart-of-accounts entry ("Travel"),
+# not one business's own, so the model may suggest it to a business it has not seen yet.
+SHARED_LABEL_MIN_BUSINESSES = 3
 
 
 class IncompatibleModelError(Exception):
@@ -51,26 +55,34 @@ def check_compatible(metadata: dict) -> None:
         )
 
 
+def shared_labels(business_labels: dict[str, list[int]]) -> list[int]:
+    """Return the label indexes used by at least SHARED_LABEL_MIN_BUSINESSES businesses."""
+    counts = collections.Counter(index for indexes in business_labels.values() for index in indexes)
+    return sorted(index for index, count in counts.items() if count >= SHARED_LABEL_MIN_BUSINESSES)
+
+
 def predict_records(bundle: dict, records: list[dict], top_k: int) -> list[list[dict]]:
     """Return, per record, the top_k categories with calibrated probabilities, best first.
 
     Probabilities are restricted to the categories the record's business has used, because each
-    business keeps its own chart of accounts; a business the model never saw gets all labels.
+    business keeps its own chart of accounts and another business's category names are its own.
+    A business the model never saw gets only the categories that SHARED_LABEL_MIN_BUSINESSES or
+    more businesses use, and nothing when there are none.
     """
     if not records:
         return []
     probabilities = bundle["pipeline"].predict_proba(records_frame(records))
     labels = bundle["labels"]
     business_labels = bundle["business_labels"]
+    shared = shared_labels(business_labels)
 
     results = []
     for record, row in zip(records, probabilities, strict=True):
-        allowed = business_labels.get(record.get("business_id") or "")
-        if allowed:
-            masked = np.zeros_like(row)
-            masked[allowed] = row[allowed]
-            total = masked.sum()
-            row = masked / total if total > 0 else masked
+        allowed = business_labels.get(record.get("business_id") or "", shared)
+        masked = np.zeros_like(row)
+        masked[allowed] = row[allowed]
+        total = masked.sum()
+        row = masked / total if total > 0 else masked
         best = np.argsort(-row, kind="stable")[:top_k]
         results.append(
             [{"category": labels[index], "confidence": round(float(row[index]), 6)} for index in best if row[index] > 0]

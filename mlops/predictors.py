@@ -22,6 +22,10 @@ logger = logging.getLogger(__name__)
 # capped, so that many workers throttled together do not retry in step.
 RETRY_BACKOFF_BASE_SECONDS = 0.05
 RETRY_BACKOFF_MAX_SECONDS = 1.0
+# When the active version cannot be loaded and this process has no model yet, it tries at most
+# this many previously activated versions, newest activation first. Each try reads, checksums
+# and unpacks an artefact, so the bound keeps a start-up after a bad activation short.
+FALLBACK_MAX_VERSIONS = 3
 
 
 class PredictorUnavailable(Exception):
@@ -40,7 +44,9 @@ class InProcessPredictor:
 
     Every ACTIVE_MODEL_CHECK_SECONDS it asks the registry which version is active and loads a
     new one when it changed, so web workers switch versions without a restart. If a new version
-    fails to load, the previous one keeps serving.
+    fails to load, the previous one keeps serving. A process that has no model yet, such as one
+    started after an incompatible version was activated, serves the most recently activated
+    version that loads instead, and reports that version as model_version.
     """
 
     def __init__(self):
@@ -83,16 +89,55 @@ class InProcessPredictor:
     def _load(self, active: ModelVersion) -> None:
         try:
             bundle = load_version_bundle(active)
-        except (ArtefactError, IncompatibleModelError, OSError, ValueError) as exc:
+        except LOAD_ERRORS as exc:
             self._load_error = f"Cannot load model {active.version}: {exc}"
             self._failed_version = active.version
             logger.error(
                 "Loading the active model failed; keeping the previous one",
                 extra={"model_version": active.version, "error": str(exc)},
             )
+            if self._bundle is None:
+                self._load_fallback(failed=active)
             return
         self._bundle, self._version, self._load_error, self._failed_version = bundle, active.version, "", None
         logger.info("Loaded model version", extra={"model_version": active.version})
+
+    def _load_fallback(self, *, failed: ModelVersion) -> None:
+        """Load the most recently activated version other than `failed` that loads, trying FALLBACK_MAX_VERSIONS.
+
+        Runs once per failed activation, because the failed version is not loaded again, so the
+        fallback is logged once.
+        """
+        candidates = (
+            ModelVersion.objects.filter(activated_at__isnull=False)
+            .exclude(version=failed.version)
+            .only("version", "artefact_uri", "artefact_sha256")
+            .order_by("-activated_at")[:FALLBACK_MAX_VERSIONS]
+        )
+        for candidate in candidates:
+            try:
+                bundle = load_version_bundle(candidate)
+            except LOAD_ERRORS as exc:
+                logger.warning(
+                    "Cannot load fallback model version; trying an older one",
+                    extra={"model_version": candidate.version, "error": str(exc)},
+                )
+                continue
+            self._bundle, self._version = bundle, candidate.version
+            logger.warning(
+                "Serving a previously activated model because the active one cannot be loaded",
+                extra={"model_version": candidate.version, "active_version": failed.version},
+            )
+            return
+        logger.error(
+            "No previously activated model version loads; predictions go without the model",
+            extra={"active_version": failed.version, "versions_tried": len(candidates)},
+        )
+
+
+# The exceptions of load_version_bundle for an artefact that is missing, changed, or built for
+# another scikit-learn version or feature schema.
+LOAD_ERRORS = (ArtefactError, IncompatibleModelError, OSError, ValueError)
 
 
 def load_version_bundle(version: ModelVersion) -> dict:

@@ -1,7 +1,7 @@
 import pytest
 from rest_framework.test import APIClient
 
-from categorisation import resilience
+from categorisation import calibration, resilience
 from categorisation.clients import create_api_client
 from lookup.stores import get_lookup_store
 from mlops.predictors import get_predictor
@@ -21,10 +21,12 @@ def fresh_process_singletons():
     worker process would."""
     get_predictor.cache_clear()
     get_lookup_store.cache_clear()
+    calibration.for_model_version.cache_clear()
     resilience.reset_breakers()
     yield
     get_predictor.cache_clear()
     get_lookup_store.cache_clear()
+    calibration.for_model_version.cache_clear()
     resilience.reset_breakers()
 
 

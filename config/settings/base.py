@@ -9,7 +9,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from config.env import env_bool, env_choice, env_float, env_int, env_list, env_str
+from config.env import env_bool, env_choice, env_float, env_int, env_list, env_rate, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
@@ -28,7 +28,6 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "lookup",
@@ -97,6 +96,11 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 
+# The cache stores the API rate-limit counters and the promotion gate's results. The default is
+# local memory, so each process counts on its own (the API's effective rate limit is then the
+# rate times the number of web processes). CACHE_URL=redis://host:port/db shares it; each cache
+# call then waits at most CACHE_TIMEOUT_SECONDS, and the rate limit lets requests through while
+# Redis is unreachable.
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
@@ -104,9 +108,11 @@ CACHES = {
     }
 }
 if env_str("CACHE_URL", ""):
+    CACHE_TIMEOUT_SECONDS = env_float("CACHE_TIMEOUT_SECONDS", 0.25, minimum=0.01)
     CACHES["default"] = {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": env_str("CACHE_URL", ""),
+        "OPTIONS": {"socket_connect_timeout": CACHE_TIMEOUT_SECONDS, "socket_timeout": CACHE_TIMEOUT_SECONDS},
     }
 
 # Request bodies: a batch of 1,000 expenses with long descriptions fits in 2 MB; anything larger
@@ -114,10 +120,18 @@ if env_str("CACHE_URL", ""):
 MAX_REQUEST_BODY_BYTES = env_int("MAX_REQUEST_BODY_BYTES", 2 * 1024 * 1024, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 
+# API rate limits per client, as "<count>/<s|min|h|day>"; a batch of predictions counts as one
+# request. The prediction default is above the 8,220 requests a minute that benchmarks/api_bench.py
+# sent with one token from 4 concurrent clients on 2 cores, so it stops a runaway client, not a busy one.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "categorisation.authentication.ApiTokenAuthentication",
     ],
+    "DEFAULT_THROTTLE_CLASSES": ["categorisation.throttling.ClientRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "predictions": env_rate("API_RATE_PREDICTIONS", "12000/min"),
+        "events": env_rate("API_RATE_EVENTS", "3000/min"),
+    },
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PARSER_CLASSES": ["config.parsers.StrictJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
@@ -136,6 +150,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # The event types of created or updated events and of deleted events, each used by both
+    # `type` (plain form) and `detail-type` (EventBridge envelope).
+    "ENUM_NAME_OVERRIDES": {
+        "ChangedEventTypeEnum": "lookup.serializers.CHANGED_EVENT_TYPES",
+        "DeletedEventTypeEnum": "lookup.serializers.DELETED_EVENT_TYPES",
+    },
 }
 
 # Celery. The default broker is kombu's filesystem transport, which needs no server. It can lose
@@ -148,15 +168,25 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_in": str(CELERY_BROKER_DIR / "queue"),
         "data_folder_out": str(CELERY_BROKER_DIR / "queue"),
         "processed_folder": str(CELERY_BROKER_DIR / "processed"),
+        # The exchange table; kombu's default is "control" in the working directory.
+        "control_folder": str(CELERY_BROKER_DIR / "control"),
         "store_processed": False,
     }
 else:
     # The visibility timeout must exceed the longest task (training) plus any retry countdown,
     # or Redis hands the message to a second worker while the first still runs it.
+    # The socket timeouts bound a publish to a Redis that is down or unreachable, where kombu's
+    # default waits forever. A worker's BRPOP returns within 1 s (kombu 5.7's brpop_timeout), so
+    # the 5 s read timeout does not cut it.
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60),
+        "socket_connect_timeout": 2,
+        "socket_timeout": 5,
     }
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+# A publish that fails is retried twice, 0.2 s then 0.4 s later, and then raises, because the web
+# request that queues accepted events must respond quickly. The inbox sweep queues them later.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.2, "interval_max": 0.4}
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
@@ -264,8 +294,13 @@ LOGGING = {
             "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
         },
     },
-    "filters": {"skip_not_ready_health_check": {"()": "config.log_formatting.SkipNotReadyHealthCheck"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
+    "filters": {
+        "skip_not_ready_health_check": {"()": "config.log_formatting.SkipNotReadyHealthCheck"},
+        "redact_secrets": {"()": "config.log_formatting.RedactSecrets"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["redact_secrets"]},
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},

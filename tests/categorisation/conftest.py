@@ -1,4 +1,5 @@
 import datetime
+import itertools
 
 import pytest
 
@@ -17,6 +18,7 @@ TRAINING_SUPPLIERS = {
     "Software": ["Adobe Systems", "Atlassian", "GitHub"],
 }
 TRAINING_BUSINESS = "b-train"
+TRAINING_BUSINESSES = (TRAINING_BUSINESS, "b-train-2", "b-train-3")
 # NOTE: mlops training raises "empty vocabulary" when no expense has a merchant_category, so
 # every training expense carries one.
 MERCHANT_CATEGORIES = {"Meals": "restaurants", "Travel": "transport", "Software": "computer services"}
@@ -40,23 +42,24 @@ def seed_events(db):
 
 @pytest.fixture
 def active_model(seed_events, settings):
-    """Train and activate a small model on 36 expenses of another business, and return its version."""
+    """Train and activate a small model on 36 expenses each of three other businesses; return its version.
+
+    Three businesses share the categories, so the model may suggest them to a business it never saw.
+    """
     start = datetime.date(2024, 1, 1)
     events = []
-    for category, suppliers in TRAINING_SUPPLIERS.items():
-        for number in range(12):
-            supplier = suppliers[number % len(suppliers)]
-            day = start + datetime.timedelta(days=number * 7)
-            events.append(
-                created_event(
-                    business_id=TRAINING_BUSINESS,
-                    supplier=supplier,
-                    description=f"{category} purchase",
-                    merchant_category=MERCHANT_CATEGORIES[category],
-                    category=category,
-                    date=day.isoformat(),
-                )
+    for business_id, category, number in itertools.product(TRAINING_BUSINESSES, TRAINING_SUPPLIERS, range(12)):
+        suppliers = TRAINING_SUPPLIERS[category]
+        events.append(
+            created_event(
+                business_id=business_id,
+                supplier=suppliers[number % len(suppliers)],
+                description=f"{category} purchase",
+                merchant_category=MERCHANT_CATEGORIES[category],
+                category=category,
+                date=(start + datetime.timedelta(days=number * 7)).isoformat(),
             )
+        )
     seed_events(events)
     run = TrainingRun.objects.create(activate=True)
 

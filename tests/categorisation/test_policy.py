@@ -12,11 +12,11 @@ from lookup.domain import Expense
 TODAY = datetime.date(2024, 11, 13)
 
 
-def past(category, *, expense_id="e-1", amount="4.50", date=TODAY):
+def past(category, *, expense_id="e-1", amount="4.50", date=TODAY, version=1):
     return Expense(
         business_id="b1",
         expense_id=expense_id,
-        version=1,
+        version=version,
         supplier="Blue Heron Cafe",
         supplier_key="blue heron cafe",
         category=category,
@@ -67,6 +67,7 @@ def test_lookup_candidates_evidence():
         "matches": 1,
         "agreeing": 1,
         "generic_supplier": False,
+        "corrected": False,
         "expenses": [{"expense_id": "e-7", "date": "2024-11-13"}],
     }
 
@@ -232,3 +233,60 @@ def test_combine_top_k():
     ranked = policy.combine(rule=None, lookup=[], model=model("A", "B", "C", "D"), generic=False, top_k=2)
 
     assert [candidate.category for candidate in ranked] == ["A", "B"]
+
+
+def test_corrected_category_leads_the_lookup_and_beats_a_confident_model():
+    earlier = TODAY - datetime.timedelta(days=10)
+    similar = [past("Travel", expense_id="e-9", version=2)]
+    similar += [past("Meals", expense_id=f"e-{number}", date=earlier) for number in range(5)]
+
+    lookup_ranked = lookup(similar)
+    combined = policy.combine(rule=None, lookup=lookup_ranked, model=model("Meals"), generic=False, top_k=3)
+
+    assert lookup_ranked[0].category == "Travel"
+    assert lookup_ranked[0].evidence["corrected"] is True
+    assert [candidate.category for candidate in combined] == ["Travel", "Meals"]
+
+
+def test_correction_holds_for_later_expenses_of_the_same_category():
+    corrected_on = TODAY - datetime.timedelta(days=20)
+    similar = [past("Travel", expense_id="e-10", date=TODAY - datetime.timedelta(days=1))]
+    similar += [past("Travel", expense_id="e-9", version=2, date=corrected_on)]
+    similar += [
+        past("Meals", expense_id=f"e-{number}", date=corrected_on - datetime.timedelta(days=5)) for number in range(5)
+    ]
+
+    combined = policy.combine(rule=None, lookup=lookup(similar), model=model("Meals"), generic=False, top_k=1)
+
+    assert [candidate.category for candidate in combined] == ["Travel"]
+
+
+def test_correction_ends_when_a_newer_expense_has_another_category():
+    corrected_on = TODAY - datetime.timedelta(days=20)
+    similar = [past("Meals", expense_id="e-10", date=TODAY - datetime.timedelta(days=1))]
+    similar += [past("Travel", expense_id="e-9", version=2, date=corrected_on)]
+
+    ranked = lookup(similar)
+
+    assert not any(candidate.evidence["corrected"] for candidate in ranked)
+
+
+def test_correction_ends_with_a_later_learned_expense_of_the_same_date():
+    learned = datetime.datetime(2024, 11, 13, 9, 0, tzinfo=datetime.UTC)
+    corrected = replace(past("Travel", expense_id="e-9", version=2), learned_at=learned)
+    later = replace(past("Meals", expense_id="e-10"), learned_at=learned + datetime.timedelta(minutes=5))
+
+    ranked = lookup([later, corrected])
+
+    assert not any(candidate.evidence["corrected"] for candidate in ranked)
+
+
+def test_correction_holds_over_an_earlier_learned_expense_of_the_same_date():
+    learned = datetime.datetime(2024, 11, 13, 9, 0, tzinfo=datetime.UTC)
+    corrected = replace(past("Travel", expense_id="e-9", version=2), learned_at=learned)
+    earlier = replace(past("Meals", expense_id="e-10"), learned_at=learned - datetime.timedelta(minutes=5))
+
+    ranked = lookup([earlier, corrected])
+
+    assert ranked[0].category == "Travel"
+    assert ranked[0].evidence["corrected"] is True

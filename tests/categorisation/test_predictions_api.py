@@ -174,7 +174,7 @@ def test_prediction_supplier_blank_or_wrong_type(api_client, supplier):
 
 
 @pytest.mark.parametrize(
-    "supplier", ["Cafe\x00", "Cafe\x07Bar", "Cafe\x1b[31m", "Ca\u0085fe", "Line\nbreak", "Tab\tbed"]
+    "supplier", ["Cafe\x00", "Cafe\x07Bar", "Cafe\x1b[31m", "Ca\u0085fe", "Line\nbreak", "Vertical\x0btab"]
 )
 def test_prediction_supplier_control_character(api_client, supplier):
     response = api_client.post(URL, expense_payload(supplier=supplier), format="json")
@@ -304,10 +304,11 @@ def test_prediction_response_shape(api_client):
 
     body = response.json()
     assert response.status_code == 200
-    assert set(body) == {"prediction_id", "categories", "model_version", "degraded"}
+    assert set(body) == {"prediction_id", "categories", "model_version", "degraded", "tier"}
     assert body["categories"] == [
         {"category": "Meals", "confidence": 1.0, "source": "rule", "evidence": {"rule_id": rule.pk}}
     ]
+    assert body["tier"] == "auto_apply"
 
 
 def test_prediction_requires_authentication(client):

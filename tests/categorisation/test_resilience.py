@@ -151,6 +151,34 @@ def test_failing_lookup_store_is_skipped(use_predictor, use_store):
 
 
 @pytest.mark.django_db(transaction=True)
+def test_backend_failure_is_logged_as_one_line(use_predictor, use_store, caplog):
+    use_predictor(FakePredictor())
+    use_store(FakeStore(error=LookupStoreUnavailable("throttled")))
+
+    with caplog.at_level("WARNING", logger="categorisation.resilience"):
+        predict_timed()
+
+    [record] = [record for record in caplog.records if "lookup" in record.getMessage()]
+    assert record.levelname == "WARNING"
+    assert "LookupStoreUnavailable: throttled" in record.getMessage()
+    assert record.exc_info is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_unexpected_source_error_is_logged_with_its_traceback(use_predictor, use_store, caplog):
+    use_predictor(FakePredictor(error=KeyError("feature")))
+    use_store(FakeStore())
+
+    with caplog.at_level("WARNING", logger="categorisation.resilience"):
+        prediction, _ = predict_timed()
+
+    assert prediction.degraded == ["model"]
+    [record] = [record for record in caplog.records if "model" in record.getMessage()]
+    assert record.levelname == "ERROR"
+    assert record.exc_info[0] is KeyError
+
+
+@pytest.mark.django_db(transaction=True)
 def test_hanging_rules_query_is_skipped(use_predictor, use_store, release, monkeypatch):
     use_predictor(FakePredictor())
     use_store(FakeStore())
@@ -205,15 +233,18 @@ def test_open_breaker_skips_the_model_without_calling_it(use_predictor, use_stor
 
 
 @pytest.mark.django_db(transaction=True)
-def test_full_pool_fails_the_source_instead_of_queueing(use_predictor, use_store, monkeypatch):
-    use_predictor(FakePredictor())
+def test_full_pool_fails_the_source_instead_of_queueing(use_predictor, use_store, release, monkeypatch):
+    predictor = use_predictor(FakePredictor())
     use_store(FakeStore())
     pool = resilience.SourcePool(size=1)
     monkeypatch.setattr(resilience, "get_pool", lambda: pool)
+    # The rules query, submitted first, holds the only thread until the test ends.
+    monkeypatch.setattr(selectors, "rules_for_businesses", lambda ids: release.wait(HANG_SECONDS))
 
     prediction, _ = predict_timed()
 
-    assert len(prediction.degraded) == 2
+    assert prediction.degraded == ["lookup", "model", "rules"]
+    assert predictor.calls == 0
 
 
 def test_predictions_inside_a_transaction_run_inline(db, use_predictor, use_store):

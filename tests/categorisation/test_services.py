@@ -78,7 +78,8 @@ def test_prediction_evidence_on_every_candidate(seed_events, active_model):
 
     prediction = predict(top_k=10)
 
-    expected_keys = {"rule": {"rule_id"}, "lookup": {"matches", "agreeing", "generic_supplier", "expenses"}}
+    lookup_keys = {"matches", "agreeing", "generic_supplier", "corrected", "expenses"}
+    expected_keys = {"rule": {"rule_id"}, "lookup": lookup_keys}
     expected_keys["model"] = {"model_version"}
     for candidate in prediction.categories:
         assert set(candidate.evidence) == expected_keys[candidate.source], candidate

@@ -4,6 +4,7 @@ import datetime
 
 import pytest
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerError
 
 from lookup import services
 from lookup.models import ExpenseEvent
@@ -367,3 +368,57 @@ def test_retry_delay_seconds_bounds():
 
     assert min(delays) >= 0
     assert max(delays) <= services.MAX_RETRY_DELAY_SECONDS
+
+
+def test_accept_events_broker_down_keeps_events(db, monkeypatch, django_capture_on_commit_callbacks, caplog):
+    def broker_down(event_pks, *, countdown=0):
+        raise BrokerError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(services, "enqueue_events", broker_down)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        [row] = accept(created_event(expense_id="e-1"))
+
+    assert status_of(row) == ExpenseEvent.Status.PENDING
+    assert "the sweep will queue them" in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_events_api_broker_down_returns_202(api_client, monkeypatch):
+    # A committing test database runs the on_commit publish inside the request, as production does.
+    def broker_down(event_pks, *, countdown=0):
+        raise BrokerError("Connection refused.")
+
+    monkeypatch.setattr(services, "enqueue_events", broker_down)
+
+    response = api_client.post("/api/v1/events", created_event(event_id="evt-1"), format="json")
+
+    assert response.status_code == 202
+    assert ExpenseEvent.objects.get(event_id="evt-1").status == ExpenseEvent.Status.PENDING
+
+
+def test_apply_events_redelivery_after_unrecorded_write(db):
+    # A worker killed after the store committed its write, before it recorded the outcome: the
+    # redelivered event finds its own write in the store, so it was applied, not stale.
+    [row] = accept(created_event(expense_id="e-1", version=3))
+    get_lookup_store().apply(services.change_from_event(row))
+
+    retry = apply(row)
+
+    row.refresh_from_db()
+    assert retry == []
+    assert row.status == ExpenseEvent.Status.APPLIED
+    assert row.attempts == 1
+
+
+def test_apply_events_same_version_other_event_stale(db):
+    first, second = accept(
+        created_event(event_id="evt-a", expense_id="e-1", version=2),
+        updated_event(event_id="evt-b", expense_id="e-1", version=2, category="Travel"),
+    )
+    get_lookup_store().apply(services.change_from_event(first))
+
+    apply(second)
+
+    assert status_of(second) == ExpenseEvent.Status.STALE
+    assert stored("e-1").source_event_id == "evt-a"

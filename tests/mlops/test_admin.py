@@ -38,6 +38,9 @@ def test_version_page_shows_metrics_and_charts(admin_client, register_model):
     assert response.status_code == 200
     assert "Top-1 accuracy" in content
     assert "Confidence thresholds" in content
+    assert "Answer tiers on the holdout replay" in content
+    for tier in ("auto_apply", "suggest", "abstain"):
+        assert f"<td>{tier}</td>" in content
     assert "Per category" in content
     assert f'src="{reverse("admin:mlops_modelversion_chart", args=[version.pk, "confusion-matrix"])}"' in content
     assert f'src="{reverse("admin:mlops_modelversion_chart", args=[version.pk, "per-category"])}"' in content

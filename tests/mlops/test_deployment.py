@@ -10,12 +10,12 @@ from mlops import aws
 from mlops import deployment as deployment_module
 from mlops.artefacts import S3ArtefactStore, parse_s3_uri, sha256_hex
 from mlops.deployment import (
-    SMOKE_RECORD,
     DeploymentFailed,
     DeploymentRefused,
     deploy_version,
     package_inference_code,
     rollback_to,
+    smoke_record,
 )
 from mlops.models import Deployment, ModelVersion
 from tests.mlops.aws_doubles import (
@@ -202,8 +202,8 @@ def test_sagemaker_first_deploy_creates_endpoint(register_model, gate, on_s3, ru
     candidate = register_model()
     runtime_stub.add_response(
         "invoke_endpoint",
-        invoke_response(container_body(candidate, [SMOKE_RECORD], 1)),
-        invoke_params([SMOKE_RECORD], 1, endpoint=CANDIDATE_ENDPOINT),
+        invoke_response(container_body(candidate, [smoke_record(candidate)], 1)),
+        invoke_params([smoke_record(candidate)], 1, endpoint=CANDIDATE_ENDPOINT),
     )
 
     deployment = deploy_version(version=candidate.version)
@@ -257,7 +257,7 @@ def test_sagemaker_smoke_invocation_catches_json_rejection(register_model, gate,
 def test_sagemaker_smoke_invocation_checks_answering_version(register_model, gate, on_s3, runtime_stub):
     stale = register_model()
     candidate = register_model()
-    runtime_stub.add_response("invoke_endpoint", invoke_response(container_body(stale, [SMOKE_RECORD], 1)))
+    runtime_stub.add_response("invoke_endpoint", invoke_response(container_body(stale, [smoke_record(stale)], 1)))
 
     with pytest.raises(DeploymentFailed, match=f"prediction of model '{stale.version}', not {candidate.version}"):
         deploy_version(version=candidate.version)
@@ -269,7 +269,9 @@ def test_sagemaker_redeploy_reuses_model_and_artefact(register_model, gate, on_s
     earlier = register_model()
     later = register_model()
     for version in (earlier, later, earlier):
-        runtime_stub.add_response("invoke_endpoint", invoke_response(container_body(version, [SMOKE_RECORD], 1)))
+        runtime_stub.add_response(
+            "invoke_endpoint", invoke_response(container_body(version, [smoke_record(version)], 1))
+        )
     deploy_version(version=earlier.version)
     # moto has no UpdateEndpoint, so the second and third deploys replace the endpoint between runs.
     aws.sagemaker_client().delete_endpoint(EndpointName=ENDPOINT)
@@ -298,7 +300,9 @@ def test_sagemaker_deploy_from_s3_artefact_store(register_model, gate, moto_aws,
     sagemaker_settings.ARTEFACT_STORE = f"s3://{BUCKET}/models"
     sagemaker_settings.SAGEMAKER_MODEL_DATA_URI = ""
     candidate = register_model()
-    runtime_stub.add_response("invoke_endpoint", invoke_response(container_body(candidate, [SMOKE_RECORD], 1)))
+    runtime_stub.add_response(
+        "invoke_endpoint", invoke_response(container_body(candidate, [smoke_record(candidate)], 1))
+    )
 
     deployment = deploy_version(version=candidate.version)
 
@@ -427,8 +431,8 @@ def test_sagemaker_updates_existing_endpoint(register_model, gate, control_plane
     plane.endpoint(CANDIDATE_ENDPOINT, "InService", resource)
     runtime_stub.add_response(
         "invoke_endpoint",
-        invoke_response(container_body(candidate, [SMOKE_RECORD], 1)),
-        invoke_params([SMOKE_RECORD], 1, endpoint=CANDIDATE_ENDPOINT),
+        invoke_response(container_body(candidate, [smoke_record(candidate)], 1)),
+        invoke_params([smoke_record(candidate)], 1, endpoint=CANDIDATE_ENDPOINT),
     )
     plane.delete_candidate()
     plane.endpoint(ENDPOINT, "InService", f"{ENDPOINT}-{previous.version}")
@@ -454,7 +458,9 @@ def test_sagemaker_failed_update_keeps_previous_version(register_model, gate, co
     plane.endpoint(ENDPOINT, "InService", previous_config)
     plane.create_resources_and_candidate()
     plane.endpoint(CANDIDATE_ENDPOINT, "InService", resource)
-    runtime_stub.add_response("invoke_endpoint", invoke_response(container_body(candidate, [SMOKE_RECORD], 1)))
+    runtime_stub.add_response(
+        "invoke_endpoint", invoke_response(container_body(candidate, [smoke_record(candidate)], 1))
+    )
     plane.delete_candidate()
     plane.endpoint(ENDPOINT, "InService", previous_config)
     plane.update_endpoint()

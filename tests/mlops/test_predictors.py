@@ -5,7 +5,7 @@ import pytest
 
 from mlops import services
 from mlops.models import ModelVersion
-from mlops.predictors import PredictorUnavailable, get_predictor
+from mlops.predictors import FALLBACK_MAX_VERSIONS, InProcessPredictor, PredictorUnavailable, get_predictor
 
 RECORD = {"business_id": "b1", "supplier": "Trainline 12", "amount": "45.00", "currency": "GBP"}
 
@@ -78,6 +78,58 @@ def test_predictor_recovers_when_fixed_version_is_activated(register_model):
     predictor = get_predictor()
     with pytest.raises(PredictorUnavailable, match=f"Cannot load model {skewed.version}"):
         predictor.predict([RECORD], top_k=3)
+
+    fixed = register_model(activate=True)
+
+    assert predictor.predict([RECORD], top_k=3).model_version == fixed.version
+    assert predictor.status() == {"model_version": fixed.version, "error": None}
+
+
+def test_predictor_new_process_falls_back_to_compatible_version(register_model, caplog):
+    older = register_model(activate=True)
+    previous = register_model(activate=True)
+    skewed = register_model(activate=True, metadata_changes={"sklearn_version": "0.24.2"})
+    # A process started after the skewed activation: it has never loaded a model.
+    predictor = InProcessPredictor()
+
+    answer = predictor.predict([RECORD], top_k=3)
+
+    assert answer.model_version == previous.version
+    assert answer.model_version != older.version
+    status = predictor.status()
+    assert status["model_version"] == previous.version
+    assert status["error"].startswith(f"Cannot load model {skewed.version}")
+    fallback_logs = [record for record in caplog.records if record.message.startswith("Serving a previously")]
+    assert len(fallback_logs) == 1
+    assert fallback_logs[0].model_version == previous.version
+
+
+def test_predictor_fallback_skips_incompatible_older_versions(register_model):
+    compatible = register_model(activate=True)
+    register_model(activate=True, metadata_changes={"feature_schema_version": 999})
+    skewed = register_model(activate=True, metadata_changes={"sklearn_version": "0.24.2"})
+    predictor = InProcessPredictor()
+
+    assert predictor.predict([RECORD], top_k=3).model_version == compatible.version
+    assert predictor.status()["error"].startswith(f"Cannot load model {skewed.version}")
+
+
+def test_predictor_fallback_bounded_to_recent_versions(register_model):
+    register_model(activate=True)
+    for _ in range(FALLBACK_MAX_VERSIONS):
+        register_model(activate=True, metadata_changes={"sklearn_version": "0.24.2"})
+    skewed = register_model(activate=True, metadata_changes={"sklearn_version": "0.24.2"})
+    predictor = InProcessPredictor()
+
+    with pytest.raises(PredictorUnavailable, match=f"Cannot load model {skewed.version}"):
+        predictor.predict([RECORD], top_k=3)
+
+
+def test_predictor_fallback_switches_to_fixed_activation(register_model):
+    previous = register_model(activate=True)
+    register_model(activate=True, metadata_changes={"sklearn_version": "0.24.2"})
+    predictor = InProcessPredictor()
+    assert predictor.predict([RECORD], top_k=3).model_version == previous.version
 
     fixed = register_model(activate=True)
 

@@ -184,6 +184,7 @@ def test_run_training_reports_stages(monkeypatch):
         "snapshot written",
         "fitting on the training split",
         "evaluating on the holdout",
+        "calibrating the combined confidence",
         "fitting on all rows",
         "registering",
     ]

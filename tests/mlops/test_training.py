@@ -2,6 +2,7 @@ import datetime
 
 import pytest
 
+from categorisation.calibration import TIERS, Calibration
 from mlops.inference import predict_records
 from mlops.training import TrainingError, TrainingRow, time_split, train
 from tests.mlops.synthetic import synthetic_rows
@@ -54,6 +55,16 @@ def test_train_reports_holdout_metrics(tiny_training_result):
     assert tiny_training_result.hyper_parameters["holdout_fraction"] == 0.2
 
 
+def test_train_fits_a_calibration_on_the_holdout_replay(tiny_training_result):
+    metrics = tiny_training_result.metrics
+    fitted = Calibration.from_json(metrics["calibration"])
+
+    assert fitted.fitted_rows == metrics["holdout_rows"]
+    assert 0.0 <= metrics["combined_top1_accuracy"] <= 1.0
+    assert set(metrics["tiers_on_holdout"]) == set(TIERS)
+    assert sum(row["coverage"] for row in metrics["tiers_on_holdout"].values()) == pytest.approx(1.0, abs=0.001)
+
+
 def test_train_records_labels_per_business(tiny_training_result):
     bundle = tiny_training_result.bundle
 
@@ -76,6 +87,26 @@ def test_predictions_limited_to_business_categories():
     assert ranked[0]["category"] == "Meals"
     assert "Catering" not in {item["category"] for item in ranked}
     assert sum(item["confidence"] for item in ranked) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_unseen_business_gets_only_shared_categories():
+    rows = []
+    for business in ("b1", "b2", "b3"):
+        rows += [
+            _row("Travel", business_id=business, supplier="Trainline", date=datetime.date(2024, 1, d))
+            for d in range(1, 11)
+        ]
+    rows += [
+        _row("Secret project", business_id="b1", supplier="Trainline", date=datetime.date(2024, 2, d))
+        for d in range(1, 11)
+    ]
+
+    bundle = train(rows, min_rows=30, holdout_fraction=0.2).bundle
+    [ranked] = predict_records(bundle, [{"business_id": "new-business", "supplier": "Trainline"}], top_k=3)
+    [own] = predict_records(bundle, [{"business_id": "b1", "supplier": "Trainline"}], top_k=3)
+
+    assert [item["category"] for item in ranked] == ["Travel"]
+    assert {item["category"] for item in own} == {"Travel", "Secret project"}
 
 
 def test_time_split_holds_out_latest_rows_per_business():

@@ -245,3 +245,88 @@ def http_status(url: str, *, timeout: float = 5.0) -> int | None:
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         return None
     return status
+
+
+def celery_command(*args: str) -> list[str]:
+    """Return the command line of `celery -A config ARGS` from the virtualenv."""
+    return [str(VENV_BIN / "celery"), "-A", "config", *args]
+
+
+def celery_worker_command(*, hostname: str, concurrency: int = 1) -> list[str]:
+    """Return the command line of one Celery worker named HOSTNAME, without gossip or mingle.
+
+    Gossip and mingle exchange state between workers over the broker at start-up. The test
+    stacks need neither, so skipping them makes a replacement worker ready sooner.
+    """
+    return celery_command(
+        "worker",
+        "--hostname",
+        hostname,
+        "--concurrency",
+        str(concurrency),
+        "--loglevel",
+        "INFO",
+        "--without-gossip",
+        "--without-mingle",
+    )
+
+
+def kill_process_group(stack_process: StackProcess, *, timeout: float = 10.0) -> None:
+    """Send SIGKILL to the process group start_process created for a process, and reap it.
+
+    Unlike stop_process, nothing gets a chance to clean up: a Celery worker loses the task in
+    hand and its unacknowledged messages, as in a crash or an out-of-memory kill.
+    """
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(stack_process.pid, signal.SIGKILL)
+    try:
+        stack_process.process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise StackError(f"{stack_process.name} (pid {stack_process.pid}) survived SIGKILL for {timeout} s.") from exc
+
+
+REDIS_SERVER = Path("/usr/bin/redis-server")
+
+
+def start_redis_server(
+    *, port: int, data_dir: Path, log_dir: Path, name: str = "redis-server", timeout: float = 20.0
+) -> StackProcess:
+    """Start a private redis-server on 127.0.0.1:PORT without persistence; return once it answers PING.
+
+    It saves no snapshot and keeps no append-only file, so a restart starts empty, as a broker
+    that lost its queued messages. Raises StackError when the binary is missing or PING times out.
+    """
+    if not REDIS_SERVER.exists():
+        raise StackError(f"{REDIS_SERVER} is missing; install the redis-server package.")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    command = [
+        str(REDIS_SERVER),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(data_dir),
+    ]
+    server = start_process(name, command, env=service_env(), log_dir=log_dir)
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=2, socket_connect_timeout=2)
+
+    def answers_ping() -> bool:
+        server.check_running()
+        try:
+            return bool(client.ping())
+        except redis.ConnectionError:
+            return False
+
+    try:
+        wait_until(answers_ping, timeout=timeout, interval=0.1, description=f"redis-server on port {port}")
+    except StackError as exc:
+        stop_process(server)
+        raise StackError(f"{exc}\n{server.log_tail()}") from exc
+    finally:
+        client.close()
+    return server

@@ -8,6 +8,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from categorisation.clients import create_api_client
+from categorisation.models import ApiToken
 from lookup.models import ExpenseEvent
 from lookup.stores import get_lookup_store
 from mlops.models import ModelVersion
@@ -49,9 +50,7 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"Admin user: {ADMIN_USERNAME} / {password}  (shown once)"))
 
     def _create_demo_token(self):
-        from rest_framework.authtoken.models import Token
-
-        if Token.objects.filter(user__username=DEMO_CLIENT).exists():
+        if ApiToken.objects.active().filter(client__username=DEMO_CLIENT).exists():
             return
         key = create_api_client(name=DEMO_CLIENT)
         self.stdout.write(self.style.SUCCESS(f"Demo API token: {key}  (shown once)"))

@@ -1,0 +1,92 @@
+"""A category a person corrects is what the next prediction for that supplier suggests."""
+
+import pytest
+
+from tests.categorisation.conftest import TRAINING_BUSINESS
+from tests.factories import created_event, expense_payload, updated_event
+
+URL = "/api/v1/predictions"
+
+
+def predict(api_client, **overrides):
+    response = api_client.post(URL, expense_payload(business_id=TRAINING_BUSINESS, **overrides), format="json")
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+@pytest.mark.django_db
+def test_next_prediction_follows_a_corrected_category(api_client, active_model, seed_events):
+    # The model learnt Harbour Bakery as Meals; the business files one and a person corrects it.
+    before = predict(api_client, supplier="Harbour Bakery", description="", date="2024-06-01")
+    assert before["categories"][0]["category"] == "Meals"
+    seed_events(
+        [
+            created_event(
+                business_id=TRAINING_BUSINESS,
+                expense_id="x-1",
+                supplier="Harbour Bakery",
+                category="Meals",
+                date="2024-06-01",
+            )
+        ]
+    )
+    seed_events(
+        [
+            updated_event(
+                business_id=TRAINING_BUSINESS,
+                expense_id="x-1",
+                version=2,
+                supplier="Harbour Bakery",
+                category="Travel",
+                date="2024-06-01",
+            )
+        ]
+    )
+
+    after = predict(api_client, supplier="Harbour Bakery", description="", date="2024-06-02")
+
+    assert after["categories"][0]["category"] == "Travel"
+    assert after["categories"][0]["source"] == "lookup"
+    assert after["categories"][0]["evidence"]["corrected"] is True
+
+
+@pytest.mark.django_db
+def test_correction_gives_way_to_a_newer_expense_of_another_category(api_client, active_model, seed_events):
+    seed_events(
+        [
+            created_event(
+                business_id=TRAINING_BUSINESS,
+                expense_id="x-1",
+                supplier="Harbour Bakery",
+                category="Meals",
+                date="2024-06-01",
+            )
+        ]
+    )
+    seed_events(
+        [
+            updated_event(
+                business_id=TRAINING_BUSINESS,
+                expense_id="x-1",
+                version=2,
+                supplier="Harbour Bakery",
+                category="Travel",
+                date="2024-06-01",
+            )
+        ]
+    )
+    seed_events(
+        [
+            created_event(
+                business_id=TRAINING_BUSINESS,
+                expense_id="x-2",
+                supplier="Harbour Bakery",
+                category="Meals",
+                date="2024-06-05",
+            )
+        ]
+    )
+
+    after = predict(api_client, supplier="Harbour Bakery", description="", date="2024-06-06")
+
+    assert after["categories"][0]["category"] == "Meals"
