@@ -194,11 +194,12 @@ def fit(
     by_business = defaultdict(list)
     for case, value in calibrated:
         by_business[case.business_id].append((value, case.correct))
+    overall = auto_threshold([(value, case.correct) for case, value in calibrated])
     return Calibration(
         curves=curves,
-        auto_threshold=auto_threshold([(value, case.correct) for case, value in calibrated]),
+        auto_threshold=overall,
         business_auto_thresholds={
-            business: auto_threshold(scored)
+            business: business_threshold(scored, overall)
             for business, scored in sorted(by_business.items())
             if len(scored) >= MIN_BUSINESS_ROWS
         },
@@ -225,14 +226,36 @@ def auto_threshold(scored: list[tuple[float, bool]], target: float = TARGET_AUTO
     return best
 
 
+def business_threshold(scored: list[tuple[float, bool]], overall: float | None) -> float | None:
+    """Return a business's auto-apply threshold from its own answers.
+
+    Its own threshold where its answers prove the target. Otherwise the threshold of all
+    businesses, unless the business's answers at or above it show a precision below the target
+    (the Wilson upper bound under it), and then None: the business never auto-applies.
+    """
+    own = auto_threshold(scored)
+    if own is not None or overall is None:
+        return own
+    above = [correct for value, correct in scored if value >= overall]
+    if above and wilson_upper_bound(sum(above), len(above)) < TARGET_AUTO_PRECISION:
+        return None
+    return overall
+
+
+def wilson_upper_bound(successes: int, total: int, z: float = WILSON_Z) -> float:
+    return _wilson_interval(successes, total, z)[1] if total else 1.0
+
+
 def wilson_lower_bound(successes: int, total: int, z: float = WILSON_Z) -> float:
-    if total == 0:
-        return 0.0
+    return _wilson_interval(successes, total, z)[0] if total else 0.0
+
+
+def _wilson_interval(successes: int, total: int, z: float) -> tuple[float, float]:
     share = successes / total
     denominator = 1 + z * z / total
     centre = share + z * z / (2 * total)
     margin = z * math.sqrt(share * (1 - share) / total + z * z / (4 * total * total))
-    return (centre - margin) / denominator
+    return (centre - margin) / denominator, (centre + margin) / denominator
 
 
 def apply(candidates: list, *, calibration: Calibration | None, business_id: str, group: str) -> tuple[list, str]:

@@ -5,7 +5,7 @@ import logging
 from django.db import DatabaseError, connection
 from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.csrf import csrf_exempt
 
 from lookup.stores import LookupStoreError, get_lookup_store
 from mlops.predictors import get_predictor
@@ -13,10 +13,17 @@ from mlops.predictors import get_predictor
 logger = logging.getLogger(__name__)
 
 
+@csrf_exempt  # so another method gets the JSON 405 below, not the CSRF failure page
 @never_cache
-@require_GET
 def health(request):
     """Report each component; ready means the database, the lookup store and a model all work."""
+    if request.method not in ("GET", "HEAD"):
+        response = JsonResponse(
+            {"error": {"code": "method_not_allowed", "message": f"Method {request.method} not allowed; use GET."}},
+            status=405,
+        )
+        response["Allow"] = "GET, HEAD"
+        return response
     components = {
         "database": _check_database(),
         "lookup_store": _check_lookup_store(),

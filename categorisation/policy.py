@@ -36,6 +36,7 @@ SAME_DEPARTMENT_WEIGHT = 10.0
 # model's probability for the lookup's category.
 MODEL_CANDIDATES = 10
 MAX_EVIDENCE_EXPENSES = 5
+CORRECTED_MIN_CONFIDENCE = 0.5
 AMOUNT_DISTANCE_SCALE = 0.15
 
 
@@ -74,6 +75,10 @@ def lookup_candidates(
         members[expense.category].append(expense)
 
     total = sum(weights.values())
+    if total <= 0:
+        # Every weight underflowed to zero (dates centuries apart): count the expenses instead.
+        weights = {category: float(len(expenses)) for category, expenses in members.items()}
+        total = sum(weights.values())
     corrected = _corrected_category(similar)
     candidates = []
     # A corrected category leads; the rest follow by weight.
@@ -81,6 +86,9 @@ def lookup_candidates(
     for category, weight in ranked:
         agreeing = len(members[category])
         confidence = (weight / total) * agreeing / (agreeing + 1)
+        if category == corrected:
+            # A person's correction counts at least as much as one agreeing past expense.
+            confidence = max(confidence, CORRECTED_MIN_CONFIDENCE)
         if generic:
             confidence = min(confidence, GENERIC_LOOKUP_CONFIDENCE_CAP)
         candidates.append(

@@ -6,6 +6,7 @@ and `message` says what is accepted.
 """
 
 import logging
+from decimal import Decimal
 
 from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
@@ -72,6 +73,10 @@ def shorten(value):
         return value
     if isinstance(value, int) and not isinstance(value, bool) and len(str(value)) > MAX_ECHOED_VALUE_CHARS:
         return f"<integer of {len(str(value))} digits>"
+    if isinstance(value, Decimal) and len(str(value)) > MAX_ECHOED_VALUE_CHARS:
+        # The JSON parser reads integers of more than 100 digits as Decimal.
+        kind = "integer" if value == value.to_integral_value() else "number"
+        return f"<{kind} of {len(value.as_tuple().digits)} digits>"
     if value is None or isinstance(value, (bool, int)):
         return value
     return str(value)

@@ -12,6 +12,12 @@ from rest_framework.parsers import JSONParser
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+def _parse_int(text: str):
+    # Python refuses int() of more than 4,300 digits with a message about its own settings; a
+    # Decimal keeps the number, and the field that reads it rejects it with its own message.
+    return int(text) if len(text) <= 100 else Decimal(text)
+
+
 def _reject_constant(name: str):
     raise ValueError(f"{name} is not valid JSON; send finite numbers only")
 
@@ -29,7 +35,7 @@ class StrictJSONParser(JSONParser):
         encoding = (parser_context or {}).get("encoding", "utf-8")
         try:
             text = stream.read().decode(encoding)
-            data = json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+            data = json.loads(text, parse_float=Decimal, parse_int=_parse_int, parse_constant=_reject_constant)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ParseError(f"Request body is not valid JSON: {exc}") from exc
         except RecursionError as exc:

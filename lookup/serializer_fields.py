@@ -20,13 +20,16 @@ AMOUNT_FORMAT_HELP = (
     "separators, currency symbols or exponent, at most 12 digits before the point and 15 after, "
     "e.g. 1234.56 or -42.50"
 )
-_AMOUNT_TEXT = re.compile(r"^-?\d+(\.\d+)?$")
+# [0-9], not \d, which also matches other scripts' digits ("١٢٣").
+_AMOUNT_TEXT = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
 # The schema's pattern also carries the digit limits that to_internal_value checks separately.
 _AMOUNT_SCHEMA_PATTERN = rf"^-?\d{{1,{AMOUNT_MAX_INTEGER_DIGITS}}}(\.\d{{1,{AMOUNT_MAX_FRACTION_DIGITS}}})?$"
 
 DATE_FORMAT_HELP = "an ISO 8601 date YYYY-MM-DD, or a date-time such as 2024-11-13T07:40:00+10:00"
-_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?$")
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$", re.ASCII)
+_ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?$", re.ASCII)
+# Expense dates outside this range are typing errors, and far-off dates break the lookup's recency weight.
+EXPENSE_DATE_RANGE = (datetime.date(1900, 1, 1), datetime.date(2199, 12, 31))
 
 IDENTIFIER_HELP = "1 to 100 characters: letters, digits and _ . : @ / -, starting with a letter or digit"
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,99}$")
@@ -128,11 +131,12 @@ class CurrencyField(serializers.Field):
 
 @extend_schema_field(
     {
-        # NOTE: the schema declares only YYYY-MM-DD so that generated requests carry real dates,
-        # but the field also accepts the date-time form that the description names.
+        # NOTE: the schema's pattern admits only YYYY-MM-DD dates from 1900 to 2199 with days up to
+        # 28, so that generated requests carry real dates in range; the field also accepts days 29
+        # to 31 where the month has them, and the date-time form that the description names.
         "type": "string",
-        "format": "date",
-        "description": f"Date: {DATE_FORMAT_HELP}.",
+        "pattern": r"^(19|20|21)[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])$",
+        "description": f"Date: {DATE_FORMAT_HELP}, from 1900-01-01 to 2199-12-31.",
         "example": "2024-11-13",
     }
 )
@@ -146,7 +150,8 @@ class ExpenseDateField(serializers.Field):
 
     default_error_messages = {
         "invalid": f"Invalid date; expected {DATE_FORMAT_HELP}.",
-        "impossible": "Invalid date: no such day in the calendar.",
+        "impossible": "Invalid date: no such day in the calendar, time of day or UTC offset.",
+        "out_of_range": "Invalid date: expected a date from {first} to {last}.",
     }
 
     def to_internal_value(self, data):
@@ -155,12 +160,17 @@ class ExpenseDateField(serializers.Field):
         text = data.strip()
         try:
             if _ISO_DATE.match(text):
-                return datetime.date.fromisoformat(text)
-            if _ISO_DATETIME.match(text):
-                return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).date()
+                value = datetime.date.fromisoformat(text)
+            elif _ISO_DATETIME.match(text):
+                value = datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).date()
+            else:
+                self.fail("invalid")
         except ValueError:
             self.fail("impossible")
-        self.fail("invalid")
+        first, last = EXPENSE_DATE_RANGE
+        if not first <= value <= last:
+            self.fail("out_of_range", first=first.isoformat(), last=last.isoformat())
+        return value
 
     def to_representation(self, value):
         return value.isoformat()

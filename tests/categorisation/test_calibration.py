@@ -193,3 +193,18 @@ def test_prediction_uses_the_business_lookup_weight(active_model, seed_events, a
     assert first_category({"lookup_weight": 0.9}) == "Travel"
     assert first_category({"lookup_weight": 0.0, "business_lookup_weights": {"b-w": 0.9}}) == "Travel"
     assert first_category({"lookup_weight": 0.9, "business_lookup_weights": {"b-w": 0.0}}) == "Meals"
+
+
+def test_business_without_proof_keeps_the_overall_threshold_unless_worse():
+    overall = 0.9
+    unproven = [(0.95, True)] * 40 + [(0.4, False)] * 300
+    worse = [(0.95, True)] * 80 + [(0.95, False)] * 20 + [(0.4, False)] * 300
+
+    assert calibration.business_threshold(unproven, overall) == overall
+    assert calibration.business_threshold(worse, overall) is None
+    assert calibration.business_threshold(unproven, None) is None
+
+
+def test_wilson_upper_bound_is_above_the_observed_share():
+    assert calibration.wilson_upper_bound(90, 100) > 0.9
+    assert calibration.wilson_upper_bound(0, 0) == 1.0

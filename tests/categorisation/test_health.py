@@ -41,3 +41,11 @@ def test_health_post_not_allowed(client):
     response = client.post("/health/")
 
     assert response.status_code == 405
+
+
+def test_health_other_method_is_json_405(client):
+    response = client.post("/health/")
+
+    assert response.status_code == 405
+    assert response["Allow"] == "GET, HEAD"
+    assert response.json()["error"]["code"] == "method_not_allowed"

@@ -290,3 +290,26 @@ def test_correction_holds_over_an_earlier_learned_expense_of_the_same_date():
 
     assert ranked[0].category == "Travel"
     assert ranked[0].evidence["corrected"] is True
+
+
+def test_lookup_candidates_centuries_apart_still_rank():
+    # Recency weights of past expenses a thousand years older underflow to zero.
+    ancient = datetime.date(1000, 1, 1)
+    similar = [past("Meals", expense_id="e-1", date=ancient), past("Meals", expense_id="e-2", date=ancient)]
+    similar += [past("Travel", expense_id="e-3", date=ancient)]
+
+    ranked = lookup(similar)
+
+    assert [candidate.category for candidate in ranked] == ["Meals", "Travel"]
+    assert ranked[0].confidence == pytest.approx(2 / 3 * 2 / 3, abs=1e-6)
+
+
+def test_corrected_category_confidence_at_least_one_match():
+    earlier = TODAY - datetime.timedelta(days=10)
+    similar = [past("Travel", expense_id="e-9", version=2)]
+    similar += [past("Meals", expense_id=f"e-{number}", date=earlier) for number in range(19)]
+
+    [corrected, _] = lookup(similar)
+
+    assert corrected.category == "Travel"
+    assert corrected.confidence == policy.CORRECTED_MIN_CONFIDENCE

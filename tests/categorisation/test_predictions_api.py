@@ -133,7 +133,42 @@ def test_prediction_date_rejected(api_client, date):
 def test_prediction_impossible_date_message(api_client):
     response = api_client.post(URL, expense_payload(date="2024-02-30"), format="json")
 
-    assert error_fields(response)["date"]["message"] == "Invalid date: no such day in the calendar."
+    assert error_fields(response)["date"]["message"] == (
+        "Invalid date: no such day in the calendar, time of day or UTC offset."
+    )
+
+
+@pytest.mark.parametrize("date", ["9999-12-31", "0001-01-02", "1899-12-31", "2200-01-01T00:00:00Z"])
+def test_prediction_date_out_of_range(api_client, date):
+    response = api_client.post(URL, expense_payload(date=date), format="json")
+
+    assert response.status_code == 400
+    assert error_fields(response)["date"]["message"] == "Invalid date: expected a date from 1900-01-01 to 2199-12-31."
+
+
+@pytest.mark.parametrize("date", ["٢٠٢٤-١١-١٣", "2024-11-13T0٧:40:00Z"])
+def test_prediction_date_other_script_digits_rejected(api_client, date):
+    response = api_client.post(URL, expense_payload(date=date), format="json")
+
+    assert response.status_code == 400
+    assert "YYYY-MM-DD" in error_fields(response)["date"]["message"]
+
+
+@pytest.mark.parametrize("amount", ["١٢٣", "12.٥٠"])
+def test_prediction_amount_other_script_digits_rejected(api_client, amount):
+    response = api_client.post(URL, expense_payload(amount=amount), format="json")
+
+    assert response.status_code == 400
+    assert "'.' as the decimal separator" in error_fields(response)["amount"]["message"]
+
+
+def test_prediction_amount_of_5000_digits_rejected_by_the_field(api_client):
+    body = json.dumps(expense_payload()).replace('"4.50"', "9" * 5000)
+
+    response = api_client.post(URL, body, content_type="application/json")
+
+    assert response.status_code == 400
+    assert "at most 12 digits before the point" in error_fields(response)["amount"]["message"]
 
 
 def test_prediction_ambiguous_date_message_names_format(api_client):

@@ -254,4 +254,7 @@ def test_c7_ambiguous_date_message_names_the_format(api_client, date):
 def test_c7_impossible_date_message(api_client):
     response = api_client.post(PREDICTIONS_URL, expense_payload(date="2024-02-30"), format="json")
 
-    assert error_fields(response)["date"]["message"] == "Invalid date: no such day in the calendar."
+    assert (
+        error_fields(response)["date"]["message"]
+        == "Invalid date: no such day in the calendar, time of day or UTC offset."
+    )
