@@ -239,6 +239,17 @@ def test_commands_create_and_revoke(capsys):
         call_command("create_api_token", "acme")
 
 
+def test_revoke_command_accepts_a_whole_key(capsys):
+    key = create_api_client(name="acme")
+
+    call_command("revoke_api_token", "--prefix", key)
+
+    output = capsys.readouterr().out
+    assert output.strip() == f"Revoked {key.rsplit('_', 1)[0]}"
+    assert key not in output
+    assert _predict(_client_with(key)).status_code == 401
+
+
 def test_revoke_command_by_client():
     create_api_client(name="acme")
     create_api_client(name="acme", rotate=True)

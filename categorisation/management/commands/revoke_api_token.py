@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from categorisation.clients import ApiTokenNotFound, revoke_api_tokens
+from categorisation.clients import TOKEN_KEY_PREFIX, ApiTokenNotFound, revoke_api_tokens
 
 
 class Command(BaseCommand):
@@ -14,11 +14,15 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         target = parser.add_mutually_exclusive_group(required=True)
         target.add_argument(
-            "--prefix", help="Prefix of the token to revoke: the key's first part, ec_ and 12 hex digits."
+            "--prefix",
+            help="Prefix of the token to revoke: the key's first part, ec_ and 12 hex digits (a whole key works too).",
         )
         target.add_argument("--client", help="Name of the API client whose active tokens are all revoked.")
 
     def handle(self, *args, prefix, client, **options):
+        if prefix and prefix.startswith(TOKEN_KEY_PREFIX) and prefix.count("_") == 2:
+            # A whole key (ec_<prefix hex>_<secret>) was pasted: revoke it by its prefix.
+            prefix = prefix.rsplit("_", 1)[0]
         try:
             revoked = revoke_api_tokens(prefix=prefix, client_name=client)
         except ApiTokenNotFound as exc:
