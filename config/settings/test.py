@@ -15,3 +15,10 @@ VAR_DIR = Path(tempfile.mkdtemp(prefix="test-var-"))
 ACTIVE_MODEL_CHECK_SECONDS = 0.0
 STATIC_ROOT = VAR_DIR / "static"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    # pytest-django's SQLite test database is in memory with a shared cache, where a reader's
+    # table lock makes a concurrent writer fail at once ("database table is locked") instead of
+    # waiting. Reading uncommitted rows takes no such lock, so a test may serve predictions from
+    # one thread while another activates a model version.
+    DATABASES["default"]["OPTIONS"]["init_command"] += " PRAGMA read_uncommitted = true;"  # noqa: F405
