@@ -91,7 +91,7 @@ class Calibration:
     auto_threshold: float | None
     business_auto_thresholds: dict[str, float | None] = field(default_factory=dict)
     fitted_rows: int = 0
-    # The lookup's share of the blend, tuned on the same holdout (see mlops.training.fit_calibration).
+    # The lookup's share of the blend, tuned on the same holdout (see categorisation.tuning.fit_calibration).
     lookup_weight: float = policy.LOOKUP_WEIGHT
     business_lookup_weights: dict[str, float] = field(default_factory=dict)
 

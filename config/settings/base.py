@@ -222,6 +222,9 @@ PREDICTOR = env_choice("PREDICTOR", "inprocess", ("inprocess", "sagemaker"))
 ACTIVE_MODEL_CHECK_SECONDS = env_float("ACTIVE_MODEL_CHECK_SECONDS", 5.0)
 MODEL_MIN_TRAINING_ROWS = env_int("MODEL_MIN_TRAINING_ROWS", 30, minimum=2)
 MODEL_HOLDOUT_FRACTION = env_float("MODEL_HOLDOUT_FRACTION", 0.2)
+# Called by training with the training split, the holdout and the model's ranking of it: tunes the
+# lookup weight per business and fits the calibration and tiers of the combined answer.
+MODEL_HOLDOUT_ANALYSIS = "categorisation.tuning.fit_calibration"
 
 # SageMaker deployment. With PREDICTOR=sagemaker, `deploy_model` puts a version on this endpoint
 # and the predictor invokes it. The deploying identity needs iam:PassRole on the execution role.

@@ -8,8 +8,10 @@ import pytest
 from categorisation import calibration, policy
 from categorisation.calibration import Calibration, Case, Curve
 from categorisation.replay import LookupIndex, ReplayRow, replay
+from mlops import training
 from mlops.models import ModelVersion
 from tests.factories import created_event, expense_payload
+from tests.mlops.synthetic import synthetic_rows
 
 
 def cases_with_accuracy(confidence, accuracy, count, *, group=calibration.MODEL_ONLY, business="b1"):
@@ -208,3 +210,17 @@ def test_business_without_proof_keeps_the_overall_threshold_unless_worse():
 def test_wilson_upper_bound_is_above_the_observed_share():
     assert calibration.wilson_upper_bound(90, 100) > 0.9
     assert calibration.wilson_upper_bound(0, 0) == 1.0
+
+
+def test_training_ranks_as_many_holdout_categories_as_serving_asks_for():
+    assert training.HOLDOUT_CANDIDATES == policy.MODEL_CANDIDATES
+
+
+def test_training_runs_the_holdout_analysis_named_in_settings(settings):
+    settings.MODEL_HOLDOUT_ANALYSIS = ""
+    rows = synthetic_rows(120)
+
+    result = training.train(rows, min_rows=30, holdout_fraction=0.2)
+
+    assert "calibration" not in result.metrics
+    assert "top1_accuracy" in result.metrics
