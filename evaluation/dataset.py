@@ -9,20 +9,12 @@ from pathlib import Path
 
 from lookup.domain import Expense
 from lookup.normalisation import supplier_key
+from mlops.features import FEATURE_SCHEMA
 
 # Columns every labelled file must have. The shared data README describes them.
 REQUIRED_COLUMNS = ("business_id", "expense_id", "date", "supplier", "amount", "currency", "category")
 # The fields the service sends to the model (categorisation.services._model_record).
-RECORD_FIELDS = (
-    "business_id",
-    "supplier",
-    "description",
-    "amount",
-    "currency",
-    "payment_method",
-    "merchant_category",
-    "department",
-)
+RECORD_FIELDS = FEATURE_SCHEMA
 # Share of each business's rows, earliest first, on which the model and the text baseline are trained.
 TRAIN_FRACTION = 0.6
 
