@@ -54,7 +54,7 @@ LOOKUP_WEIGHTS = (0.4, 0.5, 0.6, 0.7, 0.8)
 PRIOR_POINTS = 21
 PRIOR_WEIGHT = 3.0
 
-# Groups of answers, by which sources support the top category.
+# Groups of predictions, by which sources support the top category.
 AGREE = "agree"  # the lookup's leading category is the model's first category too
 LOOKUP_LED = "lookup"  # the lookup's leader ranks first and the model prefers another or is absent
 MODEL_LED = "model"  # the model's category ranks first against the lookup's leader
@@ -66,7 +66,7 @@ ALL = "all"
 
 @dataclass(frozen=True)
 class Case:
-    """One fitted answer: its business, group, blended confidence and whether it was right."""
+    """A fitted prediction: its business, group, blended confidence and whether it was right."""
 
     business_id: str
     group: str
@@ -259,9 +259,9 @@ def _wilson_interval(successes: int, total: int, z: float) -> tuple[float, float
 
 
 def apply(candidates: list, *, calibration: Calibration | None, business_id: str, group: str) -> tuple[list, str]:
-    """Return the candidates with calibrated confidences, and the answer's tier.
+    """Return the candidates with calibrated confidences, and the prediction's tier.
 
-    The first candidate's confidence becomes its calibrated probability of being right; the others
+    The first candidate's confidence becomes its calibrated probability of being right. The others
     are scaled by the same factor, so their order and ratios are kept.
     """
     if not candidates:

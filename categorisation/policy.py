@@ -172,7 +172,7 @@ def blend(
     if leader.category not in {candidate.category for candidate in model}:
         blended.append(_blend_leader(leader, None, weight))
     # sorted() is stable, so equal confidences keep the model's order. A corrected category ranks
-    # first whatever the model says: a person chose it for this supplier after seeing a suggestion.
+    # first whatever the model predicts, because a person chose it for this supplier.
     return sorted(
         blended,
         key=lambda candidate: (

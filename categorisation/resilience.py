@@ -25,8 +25,8 @@ from mlops.predictors import PredictorUnavailable
 
 logger = logging.getLogger(__name__)
 
-# What a source raises when its backend is down or refuses: logged as one line. Anything else
-# is a bug and is logged with its traceback; either way the other sources still answer.
+# What a source raises when its backend is down or rejects the call: logged as one line. Anything
+# else is a bug and is logged with its traceback. Either way the other sources still respond.
 EXPECTED_SOURCE_ERRORS = (LookupStoreError, PredictorUnavailable, DatabaseError)
 
 

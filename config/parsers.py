@@ -13,8 +13,8 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _parse_int(text: str):
-    # Python refuses int() of more than 4,300 digits with a message about its own settings; a
-    # Decimal keeps the number, and the field that reads it rejects it with its own message.
+    # Python's int() raises on more than 4,300 digits, with a message about its own settings. A
+    # Decimal keeps the number, so the field that reads it can reject it with the field's message.
     return int(text) if len(text) <= 100 else Decimal(text)
 
 

@@ -85,10 +85,7 @@ class ArchivedCategoriesView(APIView):
         ),
     )
     def post(self, request):
-        serializer = ArchivedCategoryRequestSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        business_id = serializer.validated_data["business_id"]
-        category = serializer.validated_data["category"]
+        business_id, category = _business_and_category(request)
 
         try:
             # The savepoint keeps an outer transaction usable when a concurrent request won the insert.
@@ -116,13 +113,17 @@ class RestoreArchivedCategoryView(APIView):
         ),
     )
     def post(self, request):
-        serializer = ArchivedCategoryRequestSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        business_id = serializer.validated_data["business_id"]
-        category = serializer.validated_data["category"]
+        business_id, category = _business_and_category(request)
 
         deleted, _ = ArchivedCategory.objects.filter(business_id=business_id, category=category).delete()
         if deleted:
             logger.info("Restored archived category", extra={"business_id": business_id, "category": category})
         body = {"business_id": business_id, "category": category, "restored": bool(deleted)}
         return Response(RestoreResponseSerializer(body).data)
+
+
+def _business_and_category(request) -> tuple[str, str]:
+    """Return the validated business_id and category of an archive or restore request."""
+    serializer = ArchivedCategoryRequestSerializer(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data["business_id"], serializer.validated_data["category"]

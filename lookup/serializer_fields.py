@@ -132,7 +132,7 @@ class CurrencyField(serializers.Field):
 @extend_schema_field(
     {
         # NOTE: the schema's pattern admits only YYYY-MM-DD dates from 1900 to 2199 with days up to
-        # 28, so that generated requests carry real dates in range; the field also accepts days 29
+        # 28, so that generated requests carry real dates in range. The field also accepts days 29
         # to 31 where the month has them, and the date-time form that the description names.
         "type": "string",
         "pattern": r"^(19|20|21)[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])$",

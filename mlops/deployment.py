@@ -42,8 +42,8 @@ CODE_ARCHIVE_NAME = "sourcedir.tar.gz"
 INFERENCE_MODULES = ("mlops/__init__.py", "mlops/inference.py", "mlops/features.py")
 INFERENCE_MODULES += ("lookup/__init__.py", "lookup/normalisation.py")
 INFERENCE_ENTRY_POINT = "from mlops.inference import input_fn, model_fn, output_fn, predict_fn  # noqa: F401\n"
-# A known expense for the smoke invocation, sent as the version's largest business, since the
-# model suggests only the categories of businesses it knows. Any valid ranked prediction passes.
+# A known expense for the smoke invocation, sent as the version's largest business, because the
+# model suggests only the categories of businesses it was trained on. Any valid ranking passes.
 SMOKE_RECORD = {"business_id": "smoke-test", "supplier": "Trainline", "amount": "45.00", "currency": "GBP"}
 # A container may still be loading the model on its first requests, so the smoke invocation
 # retries timeouts for longer than a prediction does. Each attempt keeps the predictor's read timeout.

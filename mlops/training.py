@@ -34,7 +34,7 @@ DEFAULT_HYPER_PARAMETERS = {
     "holdout_fraction": 0.2,
     "refit_on_all_rows": True,
 }
-# Categories ranked per holdout row, as many as the prediction service asks the model for
+# Categories ranked per holdout row, as many as the prediction service requests from the model
 # (categorisation.policy.MODEL_CANDIDATES), so the holdout analysis sees what serving sees.
 HOLDOUT_CANDIDATES = 10
 # A category needs this many examples to be learnable; training needs two such categories.

@@ -25,13 +25,13 @@ def test_wilson_lower_bound_is_below_the_observed_share():
     assert calibration.wilson_lower_bound(0, 0) == 0.0
 
 
-def test_auto_threshold_is_the_lowest_confidence_reaching_the_target():
+def test_auto_threshold_lowest_reaching_target():
     scored = [(0.99, True)] * 2000 + [(0.9, True)] * 500 + [(0.9, False)] * 100 + [(0.5, False)] * 300
 
     assert calibration.auto_threshold(scored) == 0.99
 
 
-def test_auto_threshold_none_when_too_few_rows_prove_the_target():
+def test_auto_threshold_none_with_too_few_rows():
     assert calibration.auto_threshold([(0.99, True)] * 20) is None
 
 
@@ -45,13 +45,13 @@ def test_fit_maps_confidence_to_measured_accuracy():
 
 
 def test_fit_keeps_an_unfitted_range_near_the_identity():
-    # Every fitted answer was right at 0.9; a 0.2 guess must not inherit their accuracy.
+    # Every fitted prediction was right at 0.9, and a 0.2 guess must not inherit their accuracy.
     fitted = calibration.fit(cases_with_accuracy(0.9, 1.0, 40))
 
     assert fitted.calibrate(calibration.MODEL_ONLY, 0.2) < 0.5
 
 
-def test_fit_curves_by_group_fall_back_to_all_rows():
+def test_fit_small_group_uses_all_rows_curve():
     agree = cases_with_accuracy(0.6, 0.95, 500, group=calibration.AGREE)
     model_led = cases_with_accuracy(0.6, 0.4, 500, group=calibration.MODEL_LED)
     rare = cases_with_accuracy(0.6, 1.0, 5, group=calibration.LOOKUP_ONLY)
@@ -64,7 +64,7 @@ def test_fit_curves_by_group_fall_back_to_all_rows():
     assert fitted.calibrate(calibration.LOOKUP_ONLY, 0.6) == fitted.calibrate(calibration.ALL, 0.6)
 
 
-def test_generic_supplier_without_its_own_curve_is_never_lifted():
+def test_generic_supplier_never_lifted():
     fitted = calibration.fit(cases_with_accuracy(0.6, 0.95, 500, group=calibration.AGREE))
 
     assert fitted.calibrate(calibration.AGREE, 0.6) > 0.9
@@ -179,7 +179,7 @@ def test_replay_lookup_is_per_business():
 @pytest.mark.django_db
 def test_prediction_uses_the_business_lookup_weight(active_model, seed_events, api_client):
     version = ModelVersion.objects.get(version=active_model)
-    # One past expense of the business says Travel; the model says Meals for Harbour Bakery.
+    # One past expense of the business is Travel, and the model predicts Meals for Harbour Bakery.
     seed_events([created_event(business_id="b-w", supplier="Harbour Bakery", category="Travel", date="2024-06-01")])
     identity = {"curves": {"all": {"x": [0.0, 1.0], "y": [0.0, 1.0]}}, "auto_threshold": None}
 
@@ -197,7 +197,7 @@ def test_prediction_uses_the_business_lookup_weight(active_model, seed_events, a
     assert first_category({"lookup_weight": 0.9, "business_lookup_weights": {"b-w": 0.0}}) == "Meals"
 
 
-def test_business_without_proof_keeps_the_overall_threshold_unless_worse():
+def test_business_threshold_falls_back_unless_worse():
     overall = 0.9
     unproven = [(0.95, True)] * 40 + [(0.4, False)] * 300
     worse = [(0.95, True)] * 80 + [(0.95, False)] * 20 + [(0.4, False)] * 300
@@ -212,7 +212,7 @@ def test_wilson_upper_bound_is_above_the_observed_share():
     assert calibration.wilson_upper_bound(0, 0) == 1.0
 
 
-def test_training_ranks_as_many_holdout_categories_as_serving_asks_for():
+def test_training_holdout_candidates_match_serving():
     assert training.HOLDOUT_CANDIDATES == policy.MODEL_CANDIDATES
 
 

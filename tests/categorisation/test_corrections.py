@@ -38,7 +38,7 @@ def test_next_prediction_follows_a_corrected_category(api_client, active_model, 
 
 
 @pytest.mark.django_db
-def test_correction_gives_way_to_a_newer_expense_of_another_category(api_client, active_model, seed_events):
+def test_correction_ends_on_newer_category(api_client, active_model, seed_events):
     file_and_correct(seed_events)
     seed_events(
         [

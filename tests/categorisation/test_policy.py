@@ -235,7 +235,7 @@ def test_combine_top_k():
     assert [candidate.category for candidate in ranked] == ["A", "B"]
 
 
-def test_corrected_category_leads_the_lookup_and_beats_a_confident_model():
+def test_correction_beats_confident_model():
     earlier = TODAY - datetime.timedelta(days=10)
     similar = [past("Travel", expense_id="e-9", version=2)]
     similar += [past("Meals", expense_id=f"e-{number}", date=earlier) for number in range(5)]
@@ -248,7 +248,7 @@ def test_corrected_category_leads_the_lookup_and_beats_a_confident_model():
     assert [candidate.category for candidate in combined] == ["Travel", "Meals"]
 
 
-def test_correction_holds_for_later_expenses_of_the_same_category():
+def test_correction_holds_for_same_category():
     corrected_on = TODAY - datetime.timedelta(days=20)
     similar = [past("Travel", expense_id="e-10", date=TODAY - datetime.timedelta(days=1))]
     similar += [past("Travel", expense_id="e-9", version=2, date=corrected_on)]
@@ -261,7 +261,7 @@ def test_correction_holds_for_later_expenses_of_the_same_category():
     assert [candidate.category for candidate in combined] == ["Travel"]
 
 
-def test_correction_ends_when_a_newer_expense_has_another_category():
+def test_correction_ends_on_newer_category():
     corrected_on = TODAY - datetime.timedelta(days=20)
     similar = [past("Meals", expense_id="e-10", date=TODAY - datetime.timedelta(days=1))]
     similar += [past("Travel", expense_id="e-9", version=2, date=corrected_on)]
@@ -271,7 +271,7 @@ def test_correction_ends_when_a_newer_expense_has_another_category():
     assert not any(candidate.evidence["corrected"] for candidate in ranked)
 
 
-def test_correction_ends_with_a_later_learned_expense_of_the_same_date():
+def test_correction_ends_on_later_learned_same_date():
     learned = datetime.datetime(2024, 11, 13, 9, 0, tzinfo=datetime.UTC)
     corrected = replace(past("Travel", expense_id="e-9", version=2), learned_at=learned)
     later = replace(past("Meals", expense_id="e-10"), learned_at=learned + datetime.timedelta(minutes=5))
@@ -281,7 +281,7 @@ def test_correction_ends_with_a_later_learned_expense_of_the_same_date():
     assert not any(candidate.evidence["corrected"] for candidate in ranked)
 
 
-def test_correction_holds_over_an_earlier_learned_expense_of_the_same_date():
+def test_correction_holds_over_earlier_learned_same_date():
     learned = datetime.datetime(2024, 11, 13, 9, 0, tzinfo=datetime.UTC)
     corrected = replace(past("Travel", expense_id="e-9", version=2), learned_at=learned)
     earlier = replace(past("Meals", expense_id="e-10"), learned_at=learned - datetime.timedelta(minutes=5))

@@ -162,7 +162,7 @@ def test_prediction_amount_other_script_digits_rejected(api_client, amount):
     assert "'.' as the decimal separator" in error_fields(response)["amount"]["message"]
 
 
-def test_prediction_amount_of_5000_digits_rejected_by_the_field(api_client):
+def test_prediction_amount_5000_digits_rejected(api_client):
     body = json.dumps(expense_payload()).replace('"4.50"', "9" * 5000)
 
     response = api_client.post(URL, body, content_type="application/json")

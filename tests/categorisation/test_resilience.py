@@ -238,7 +238,7 @@ def test_full_pool_fails_the_source_instead_of_queueing(use_predictor, use_store
     use_store(FakeStore())
     pool = resilience.SourcePool(size=1)
     monkeypatch.setattr(resilience, "get_pool", lambda: pool)
-    # The rules query, submitted first, holds the only thread until the test ends.
+    # The rules query, submitted first, occupies the only thread until the test ends.
     monkeypatch.setattr(selectors, "rules_for_businesses", lambda ids: release.wait(HANG_SECONDS))
 
     prediction, _ = predict_timed()

@@ -153,10 +153,10 @@ def test_confidence_tiers_default_without_policy_tiers(monkeypatch):
     assert tiers == replay.DEFAULT_TIERS
 
 
-def test_replay_learns_a_wrong_auto_applied_answer_as_a_correction(supplier_file):
+def test_replay_learns_wrong_auto_apply_as_correction(supplier_file):
     rows = [row for row in read_rows(supplier_file) if row.business_id == "b1"]
     evaluated = [row.expense_id for row in rows if row.evaluated]
-    # The model always says Office with certainty, and every answer is auto-applied.
+    # The model always predicts Office with certainty, and every prediction is auto-applied.
     office = [{"category": "Office", "confidence": 1.0}]
     everything_auto = Calibration(curves={ALL: Curve(x=(0.0, 1.0), y=(0.0, 1.0))}, auto_threshold=0.0)
 

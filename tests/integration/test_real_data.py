@@ -45,9 +45,9 @@ pytestmark = pytest.mark.integration
 # top candidate ("by_source"). They sit a few points under a measured run (docs/quality.md), so
 # a real regression fails and run-to-run noise does not. Sources of fewer than
 # MIN_ROWS_FOR_FLOOR predictions are not checked.
-# A row's source is the one that contributed more to its first candidate, so which rows count as
-# the lookup's moves with the lookup weight that training tunes per business; the overall floors
-# are the ones that measure the service.
+# A row's source is the one that contributed more to its first candidate. Which rows count as the
+# lookup's therefore moves with the lookup weight that training tunes per business, so the overall
+# floors are the ones that measure the service.
 ACCURACY_FLOORS = {
     "overall": {"top1_accuracy": 0.70, "top3_accuracy": 0.85},
     "by_source": {
