@@ -5,6 +5,7 @@ from rest_framework.views import APIView
 
 from categorisation import services
 from categorisation.serializers import (
+    ClientSerializer,
     PredictionBatchRequestSerializer,
     PredictionBatchSerializer,
     PredictionRequestSerializer,
@@ -12,6 +13,16 @@ from categorisation.serializers import (
 )
 
 _INVALID = OpenApiResponse(description="Invalid input; the error names each field, its value and what is accepted.")
+
+
+class ClientView(APIView):
+    """Name the client the API token belongs to: a cheap check that a token works."""
+
+    throttle_scope = "predictions"
+
+    @extend_schema(responses={200: ClientSerializer})
+    def get(self, request):
+        return Response({"client": request.user.get_username(), "token_prefix": request.auth.prefix})
 
 
 class PredictionView(APIView):

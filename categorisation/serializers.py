@@ -47,3 +47,8 @@ class PredictionSerializer(serializers.Serializer):
 
 class PredictionBatchSerializer(serializers.Serializer):
     predictions = PredictionSerializer(many=True)
+
+
+class ClientSerializer(serializers.Serializer):
+    client = serializers.CharField(help_text="The username of the client the API token belongs to.")
+    token_prefix = serializers.CharField(help_text="The first characters of the token, as the admin lists it.")

@@ -128,10 +128,10 @@ def _model_answer(expenses: list[dict], top_k: int):
 
 
 def _similar_expenses(expenses: list[dict], keys: list[str]) -> list[list[Expense]]:
-    return [
-        selectors.similar_expenses(business_id=expense["business_id"], key=key)
-        for expense, key in zip(expenses, keys, strict=True)
-    ]
+    # A batch often repeats a supplier: one store query per distinct business and key.
+    pairs = [(expense["business_id"], key) for expense, key in zip(expenses, keys, strict=True)]
+    found = {pair: selectors.similar_expenses(business_id=pair[0], key=pair[1]) for pair in dict.fromkeys(pairs)}
+    return [found[pair] for pair in pairs]
 
 
 def _lookup_candidates(expense: dict, similar: list[Expense], generic: bool) -> list[policy.Candidate]:

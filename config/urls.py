@@ -2,13 +2,14 @@ from django.contrib import admin
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from categorisation.api import PredictionBatchView, PredictionView
+from categorisation.api import ClientView, PredictionBatchView, PredictionView
 from categorisation.health import health
 from lookup.api import EventsView
 from lookup.categories_api import ArchivedCategoriesView, RestoreArchivedCategoryView
 
 urlpatterns = [
     path("health/", health, name="health"),
+    path("api/v1/client", ClientView.as_view(), name="client"),
     path("api/v1/predictions", PredictionView.as_view(), name="predictions"),
     path("api/v1/predictions/batch", PredictionBatchView.as_view(), name="predictions-batch"),
     path("api/v1/events", EventsView.as_view(), name="events"),

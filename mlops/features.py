@@ -69,7 +69,7 @@ class OptionalTfidfVectorizer(TfidfVectorizer):
 
 def records_frame(records: list[dict]) -> pd.DataFrame:
     """Return the feature columns for a list of expense records."""
-    rows = [_record_row(record) for record in records]
+    rows = [record_columns(record) for record in records]
     return pd.DataFrame(rows, columns=["supplier_key", "text", "merchant_category", *_CATEGORICAL_COLUMNS])
 
 
@@ -121,7 +121,8 @@ def amount_band(amount) -> str:
     return f"{sign}{min(band, 9)}"
 
 
-def _record_row(record: dict) -> dict:
+def record_columns(record: dict) -> dict:
+    """Return the values of the columns the pipeline reads for one expense record."""
     supplier = record.get("supplier") or ""
     text = " ".join(normalise_text(record.get(field) or "") for field in ("description", "department")).strip()
     return {

@@ -14,6 +14,7 @@ import numpy as np
 import sklearn
 
 from mlops.features import FEATURE_SCHEMA, FEATURE_SCHEMA_VERSION, records_frame
+from mlops.serving_features import ServingFeatures
 
 BUNDLE_FILENAME = "model.joblib"
 METADATA_FILENAME = "metadata.json"
@@ -71,7 +72,7 @@ def predict_records(bundle: dict, records: list[dict], top_k: int) -> list[list[
     """
     if not records:
         return []
-    probabilities = bundle["pipeline"].predict_proba(records_frame(records))
+    probabilities = _probabilities(bundle, records)
     labels = bundle["labels"]
     business_labels = bundle["business_labels"]
     shared = shared_labels(business_labels)
@@ -88,6 +89,16 @@ def predict_records(bundle: dict, records: list[dict], top_k: int) -> list[list[
             [{"category": labels[index], "confidence": round(float(row[index]), 6)} for index in best if row[index] > 0]
         )
     return results
+
+
+def _probabilities(bundle: dict, records: list[dict]) -> np.ndarray:
+    pipeline = bundle["pipeline"]
+    if "serving_features" not in bundle:
+        bundle["serving_features"] = ServingFeatures.from_pipeline(pipeline)
+    features = bundle["serving_features"]
+    if features is None:
+        return pipeline.predict_proba(records_frame(records))
+    return pipeline[-1].predict_proba(features.transform(records))
 
 
 # SageMaker scikit-learn container entry points.

@@ -1,5 +1,6 @@
 """The lookup store on the Django database: the embedded default."""
 
+import dataclasses
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
@@ -20,6 +21,7 @@ from lookup.stores.base import (
 )
 
 ITERATION_CHUNK_SIZE = 2000
+_EXPENSE_FIELDS = tuple(field.name for field in dataclasses.fields(Expense))
 
 Change = TypeVar("Change")
 Outcome = TypeVar("Outcome")
@@ -76,19 +78,20 @@ class SqlLookupStore(LookupStore):
         rows = LookupExpense.objects.filter(business_id=business_id, supplier_key=supplier_key, deleted=False).order_by(
             F("date").desc(nulls_last=True), "-version"
         )[:limit]
-        return self._read(lambda: [_to_expense(row) for row in rows])
+        return self._read(lambda: [_to_expense(values) for values in rows.values(*_EXPENSE_FIELDS)])
 
     def get_expense(self, *, business_id: str, expense_id: str) -> Expense | None:
-        row = self._read(lambda: LookupExpense.objects.filter(business_id=business_id, expense_id=expense_id).first())
-        return _to_expense(row) if row else None
+        keyed = LookupExpense.objects.filter(business_id=business_id, expense_id=expense_id)
+        values = self._read(lambda: keyed.values(*_EXPENSE_FIELDS).first())
+        return _to_expense(values) if values else None
 
     def iter_expenses(self, *, business_id: str | None = None) -> Iterator[Expense]:
         rows = LookupExpense.objects.filter(deleted=False)
         if business_id is not None:
             rows = rows.filter(business_id=business_id)
         try:
-            for row in rows.order_by("pk").iterator(chunk_size=ITERATION_CHUNK_SIZE):
-                yield _to_expense(row)
+            for values in rows.order_by("pk").values(*_EXPENSE_FIELDS).iterator(chunk_size=ITERATION_CHUNK_SIZE):
+                yield _to_expense(values)
         except DatabaseError as exc:
             raise LookupStoreUnavailable(f"SQL lookup store unavailable: {exc}") from exc
 
@@ -102,7 +105,8 @@ class SqlLookupStore(LookupStore):
         if after is not None:
             rows = rows.filter(expense_id__gt=after)
         # Reading one row beyond the page shows whether a next page exists.
-        expenses = self._read(lambda: [_to_expense(row) for row in rows.order_by("expense_id")[: limit + 1]])
+        page = rows.order_by("expense_id").values(*_EXPENSE_FIELDS)[: limit + 1]
+        expenses = self._read(lambda: [_to_expense(values) for values in page])
         if len(expenses) <= limit:
             return expenses, None
         return expenses[:limit], expenses[limit - 1].expense_id
@@ -188,23 +192,7 @@ def _decimal_text(value: Decimal | None) -> str:
     return "" if value is None else str(value)
 
 
-def _to_expense(row: LookupExpense) -> Expense:
-    return Expense(
-        business_id=row.business_id,
-        expense_id=row.expense_id,
-        version=row.version,
-        supplier=row.supplier,
-        supplier_key=row.supplier_key,
-        category=row.category,
-        amount=Decimal(row.amount) if row.amount else None,
-        vat_amount=Decimal(row.vat_amount) if row.vat_amount else None,
-        currency=row.currency,
-        date=row.date,
-        description=row.description,
-        payment_method=row.payment_method,
-        merchant_category=row.merchant_category,
-        department=row.department,
-        deleted=row.deleted,
-        source_event_id=row.source_event_id,
-        learned_at=row.learned_at,
-    )
+def _to_expense(values: dict) -> Expense:
+    # Read as values, not model instances: a prediction reads up to LOOKUP_MAX_MATCHES rows.
+    amounts = {name: Decimal(values[name]) if values[name] else None for name in ("amount", "vat_amount")}
+    return Expense(**values | amounts)

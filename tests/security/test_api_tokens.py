@@ -29,6 +29,7 @@ pytestmark = pytest.mark.django_db
 
 PREDICTIONS = "/api/v1/predictions"
 EVENTS = "/api/v1/events"
+CLIENT = "/api/v1/client"
 KEY_FORMAT = re.compile(r"^ec_[0-9a-f]{12}_[0-9a-f]{64}$")
 # The start of a 60-second window, so a test controls how far into the window each request falls.
 WINDOW_START = 1_000_020.0
@@ -222,6 +223,19 @@ def test_two_clients_authenticate_as_themselves():
     assert _predict(_client_with(globex_key)).status_code == 200
     assert ApiToken.objects.get(client__username="globex").last_used_at is not None
     assert ApiToken.objects.get(client__username="acme").last_used_at is None
+
+
+def test_client_endpoint_names_the_token_owner():
+    acme_key = create_api_client(name="acme")
+    globex_key = create_api_client(name="globex")
+
+    acme = _client_with(acme_key).get(CLIENT)
+    globex = _client_with(globex_key).get(CLIENT)
+
+    assert acme.status_code == 200
+    assert acme.json() == {"client": "acme", "token_prefix": ApiToken.objects.get(client__username="acme").prefix}
+    assert globex.json()["client"] == "globex"
+    assert APIClient().get(CLIENT).status_code == 401
 
 
 def test_commands_create_and_revoke(capsys):
