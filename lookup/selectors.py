@@ -2,11 +2,14 @@
 
 import itertools
 import logging
+import threading
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db.models import Q
+from django.db.models.signals import post_delete, post_save
 
 from lookup.domain import Expense
 from lookup.models import ArchivedCategory, OverrideRule
@@ -18,6 +21,7 @@ __all__ = (
     "RulePreview",
     "RulesAndArchived",
     "archived_categories_for_businesses",
+    "clear_rules_cache",
     "conflicting_rules",
     "first_matching_rule",
     "first_rule_not_archived",
@@ -29,6 +33,9 @@ __all__ = (
 )
 
 logger = logging.getLogger(__name__)
+
+# The maximum number of businesses whose rules one process caches. Past it, the cache starts again empty.
+RULES_CACHE_MAX_BUSINESSES = 10_000
 
 
 def rules_for_businesses(business_ids: set[str]) -> dict[str, list[OverrideRule]]:
@@ -62,9 +69,74 @@ class RulesAndArchived:
 
 
 def rules_and_archived_for_businesses(business_ids: set[str]) -> RulesAndArchived:
-    """Return each business's enabled rules and archived categories, in two queries."""
+    """Return each business's enabled rules and archived categories.
+
+    Two queries for the businesses this process has not read within RULES_CACHE_SECONDS, none for
+    the others. Saving or deleting a rule or an archived category empties this process's cache.
+    """
+    if settings.RULES_CACHE_SECONDS <= 0:
+        return _read_rules_and_archived(business_ids)
+    now = time.monotonic()
+    with _cache.lock:
+        generation = _cache.generation
+        cached = {business_id: _cache.entries.get(business_id) for business_id in business_ids}
+    missing = {business_id for business_id, entry in cached.items() if entry is None or entry.expires_at <= now}
+    if not missing:
+        return _from_entries(cached)
+    fresh = _read_rules_and_archived(missing)
+    expires_at = now + settings.RULES_CACHE_SECONDS
+    for business_id in missing:
+        cached[business_id] = _CacheEntry(expires_at, fresh.rules[business_id], fresh.archived[business_id])
+    with _cache.lock:
+        # A change saved while the queries ran emptied the cache: do not put the older rows back.
+        if _cache.generation == generation:
+            if len(_cache.entries) + len(missing) > RULES_CACHE_MAX_BUSINESSES:
+                _cache.entries.clear()
+            _cache.entries.update((business_id, cached[business_id]) for business_id in missing)
+    return _from_entries(cached)
+
+
+def clear_rules_cache(**_signal_arguments) -> None:
+    """Empty this process's cache of rules and archived categories (a signal receiver too)."""
+    with _cache.lock:
+        _cache.generation += 1
+        _cache.entries.clear()
+
+
+def connect_cache_signals() -> None:
+    """Empty the rules cache whenever a rule or an archived category is saved or deleted."""
+    for model in (OverrideRule, ArchivedCategory):
+        post_save.connect(clear_rules_cache, sender=model, dispatch_uid=f"clear-rules-cache-save-{model.__name__}")
+        post_delete.connect(clear_rules_cache, sender=model, dispatch_uid=f"clear-rules-cache-delete-{model.__name__}")
+
+
+def _read_rules_and_archived(business_ids: set[str]) -> RulesAndArchived:
     return RulesAndArchived(
         rules=rules_for_businesses(business_ids), archived=archived_categories_for_businesses(business_ids)
+    )
+
+
+@dataclass(frozen=True)
+class _CacheEntry:
+    expires_at: float
+    rules: list[OverrideRule]
+    archived: frozenset[str]
+
+
+@dataclass
+class _RulesCache:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    generation: int = 0
+    entries: dict[str, _CacheEntry] = field(default_factory=dict)
+
+
+_cache = _RulesCache()
+
+
+def _from_entries(entries: Mapping[str, _CacheEntry]) -> RulesAndArchived:
+    return RulesAndArchived(
+        rules={business_id: entry.rules for business_id, entry in entries.items()},
+        archived={business_id: entry.archived for business_id, entry in entries.items()},
     )
 
 

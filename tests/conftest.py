@@ -3,6 +3,7 @@ from rest_framework.test import APIClient
 
 from categorisation import calibration, resilience
 from categorisation.clients import create_api_client
+from lookup.selectors import clear_rules_cache
 from lookup.stores import get_lookup_store
 from mlops.predictors import get_predictor
 
@@ -17,12 +18,13 @@ def api_client(db):
 
 @pytest.fixture(autouse=True)
 def fresh_process_singletons():
-    """Each test starts with a new predictor, lookup store and closed circuit breakers, as a new
-    worker process would."""
+    """Each test starts with a new predictor, lookup store, rules cache and closed circuit breakers,
+    as a new worker process would."""
     get_predictor.cache_clear()
     get_lookup_store.cache_clear()
     calibration.for_model_version.cache_clear()
     resilience.reset_breakers()
+    clear_rules_cache()
     yield
     get_predictor.cache_clear()
     get_lookup_store.cache_clear()

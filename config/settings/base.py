@@ -272,6 +272,10 @@ PREDICTION_MAX_TOP_K = 20
 # BREAKER_WINDOW_SECONDS and skips it for BREAKER_COOLDOWN_SECONDS before one probe call.
 PREDICTION_BUDGET_MS = env_int("PREDICTION_BUDGET_MS", 2000, minimum=10)
 RULES_TIMEOUT_MS = env_int("RULES_TIMEOUT_MS", 500, minimum=1)
+# Each web process keeps a business's override rules and archived categories this long, so a
+# prediction does not query them every time. A change takes effect at once in the process that
+# made it and within this time in the others. 0 reads them for every prediction.
+RULES_CACHE_SECONDS = env_float("RULES_CACHE_SECONDS", 1.0, minimum=0.0)
 LOOKUP_TIMEOUT_MS = env_int("LOOKUP_TIMEOUT_MS", 1000, minimum=1)
 MODEL_TIMEOUT_MS = env_int("MODEL_TIMEOUT_MS", 1500, minimum=1)
 # A batch gets this much more time per expense after the first, on the budget and every timeout:

@@ -22,6 +22,14 @@ from lookup.stores.base import (
 
 ITERATION_CHUNK_SIZE = 2000
 _EXPENSE_FIELDS = tuple(field.name for field in dataclasses.fields(Expense))
+# Expenses per INSERT ... ON CONFLICT statement: 500 rows of 17 columns stay far below SQLite's
+# limit of 32,766 parameters.
+UPSERT_CHUNK_SIZE = 500
+_UPSERT_COLUMNS = (
+    "business_id",
+    "expense_id",
+    *(name for name in _EXPENSE_FIELDS if name not in ("business_id", "expense_id")),
+)
 
 Change = TypeVar("Change")
 Outcome = TypeVar("Outcome")
@@ -36,8 +44,47 @@ class SqlLookupStore(LookupStore):
             return self._apply_values(change, values)
 
     def apply_many(self, changes: Iterable[ExpenseChange]) -> list[ApplyOutcome]:
-        """Apply changes in order in one transaction: one commit for the batch, not one per change."""
-        return _in_one_transaction(self.apply, changes)
+        """Apply changes in order in one transaction, with one read and one upsert per chunk of expenses.
+
+        The outcomes are those of applying the changes one by one: a change is APPLIED when its
+        version is newer than the stored one and every earlier change of the batch. Only each
+        expense's newest applied change is written. The upsert's WHERE clause keeps a newer row that
+        another writer stored meanwhile, and then that expense's changes are STALE.
+        """
+        changes = list(changes)
+        try:
+            with transaction.atomic():
+                outcomes = []
+                for start in range(0, len(changes), UPSERT_CHUNK_SIZE):
+                    outcomes += self._apply_chunk(changes[start : start + UPSERT_CHUNK_SIZE])
+                return outcomes
+        except OperationalError as exc:
+            raise LookupStoreUnavailable(f"SQL lookup store unavailable: {exc}") from exc
+        except DatabaseError as exc:
+            raise LookupStoreError(f"SQL lookup store rejected the write: {exc}") from exc
+
+    def _apply_chunk(self, changes: list[ExpenseChange]) -> list[ApplyOutcome]:
+        keys = {(change.business_id, change.expense_id) for change in changes}
+        rows = LookupExpense.objects.filter(
+            business_id__in={key[0] for key in keys}, expense_id__in={key[1] for key in keys}
+        ).values_list("business_id", "expense_id", "version")
+        stored = {(business_id, expense_id): version for business_id, expense_id, version in rows}
+
+        outcomes, newest = [], {}
+        for position, change in enumerate(changes):
+            key = (change.business_id, change.expense_id)
+            if key not in stored or change.version > stored[key]:
+                stored[key] = change.version
+                newest[key] = position
+                outcomes.append(ApplyOutcome.APPLIED)
+            else:
+                outcomes.append(ApplyOutcome.STALE)
+        written = _upsert(sorted(newest.items()), changes)
+        for position, change in enumerate(changes):
+            key = (change.business_id, change.expense_id)
+            if outcomes[position] == ApplyOutcome.APPLIED and key not in written:
+                outcomes[position] = ApplyOutcome.STALE
+        return outcomes
 
     def _apply_values(self, change: ExpenseChange, values: dict) -> ApplyOutcome:
         # A conditional UPDATE is atomic in every backend, so two workers racing on one expense
@@ -140,6 +187,31 @@ def _translated_write_errors() -> Iterator[None]:
         raise LookupStoreUnavailable(f"SQL lookup store unavailable: {exc}") from exc
     except DatabaseError as exc:
         raise LookupStoreError(f"SQL lookup store rejected the write: {exc}") from exc
+
+
+def _upsert(newest: list[tuple[tuple[str, str], int]], changes: list[ExpenseChange]) -> set[tuple[str, str]]:
+    """Insert or update each expense's newest change unless the row has a newer version; return the keys written."""
+    if not newest:
+        return set()
+    fields = [LookupExpense._meta.get_field(name) for name in _UPSERT_COLUMNS]
+    rows, parameters = [], []
+    for (business_id, expense_id), position in newest:
+        values = _row_values(changes[position]) | {"business_id": business_id, "expense_id": expense_id}
+        parameters += [field.get_db_prep_save(values[field.name], connection) for field in fields]
+        rows.append("(" + ", ".join(["%s"] * len(fields)) + ")")
+    table = connection.ops.quote_name(LookupExpense._meta.db_table)
+    columns = [connection.ops.quote_name(field.column) for field in fields]
+    updates = ", ".join(f"{column} = excluded.{column}" for column in columns[2:])
+    version = connection.ops.quote_name("version")
+    business_id, expense_id = columns[:2]
+    sql = (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join(rows)} "
+        f"ON CONFLICT ({business_id}, {expense_id}) DO UPDATE SET {updates} "
+        f"WHERE {table}.{version} < excluded.{version} RETURNING {business_id}, {expense_id}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, parameters)
+        return {(row[0], row[1]) for row in cursor.fetchall()}
 
 
 def _in_one_transaction(write: Callable[[Change], Outcome], changes: Iterable[Change]) -> list[Outcome]:

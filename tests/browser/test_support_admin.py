@@ -17,6 +17,7 @@ from lookup import services
 from lookup.models import ExpenseEvent, OverrideRule
 from lookup.serializers import EventSerializer
 from lookup.stores import LookupStoreError
+from lookup.stores.base import LookupStore
 from lookup.stores.sql import SqlLookupStore
 from tests.browser.conftest import ML_STAFF_PASSWORD, SCREENSHOT_DIR
 from tests.factories import created_event
@@ -287,6 +288,7 @@ def _seed_failed_event(monkeypatch) -> ExpenseEvent:
     )
     with monkeypatch.context() as patch:
         patch.setattr(SqlLookupStore, "apply", fail_for_one_event)
+        patch.setattr(SqlLookupStore, "apply_many", LookupStore.apply_many)
         services.accept_events(events=_validated([event]))
 
     failed = ExpenseEvent.objects.get(event_id=FAILING_EVENT_ID)

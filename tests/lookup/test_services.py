@@ -10,6 +10,7 @@ from lookup import services
 from lookup.models import ExpenseEvent
 from lookup.serializers import EventSerializer
 from lookup.stores import LookupStoreError, LookupStoreUnavailable, get_lookup_store
+from lookup.stores.base import LookupStore
 from lookup.stores.sql import SqlLookupStore
 from tests.factories import created_event, deleted_event, updated_event
 
@@ -44,6 +45,7 @@ def unavailable_apply(self, change):
 @pytest.fixture
 def store_unavailable(monkeypatch):
     monkeypatch.setattr(SqlLookupStore, "apply", unavailable_apply)
+    monkeypatch.setattr(SqlLookupStore, "apply_many", LookupStore.apply_many)
 
 
 def test_accept_events_stores_pending(db):
@@ -249,6 +251,7 @@ def test_apply_events_permanent_error_parks_at_once(db, monkeypatch):
         raise LookupStoreError("item too large")
 
     monkeypatch.setattr(SqlLookupStore, "apply", reject)
+    monkeypatch.setattr(SqlLookupStore, "apply_many", LookupStore.apply_many)
     [row] = accept(created_event(expense_id="e-1"))
 
     retry = apply(row)
@@ -279,6 +282,7 @@ def test_apply_events_one_failure_spares_others(db, monkeypatch):
         return original(self, change)
 
     monkeypatch.setattr(SqlLookupStore, "apply", fail_for_e1)
+    monkeypatch.setattr(SqlLookupStore, "apply_many", LookupStore.apply_many)
     first, second = accept(created_event(expense_id="e-1"), created_event(expense_id="e-2"))
 
     apply(first, second)
@@ -309,6 +313,7 @@ def test_retry_failed_events_applies_again(db, monkeypatch, settings, django_cap
     [row] = accept(created_event(expense_id="e-1"))
     with monkeypatch.context() as patch:
         patch.setattr(SqlLookupStore, "apply", unavailable_apply)
+        patch.setattr(SqlLookupStore, "apply_many", LookupStore.apply_many)
         apply(row)
 
     with django_capture_on_commit_callbacks(execute=True):

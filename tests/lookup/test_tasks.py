@@ -7,6 +7,7 @@ from lookup import services, tasks
 from lookup.models import ExpenseEvent
 from lookup.serializers import EventSerializer
 from lookup.stores import LookupStoreUnavailable, get_lookup_store
+from lookup.stores.base import LookupStore
 from lookup.stores.sql import SqlLookupStore
 from tests.factories import created_event
 
@@ -82,6 +83,7 @@ def test_apply_events_task_requeues_transient(monkeypatch, settings, django_capt
     settings.CELERY_TASK_ALWAYS_EAGER = False
     requeued = []
     monkeypatch.setattr(SqlLookupStore, "apply", _unavailable)
+    monkeypatch.setattr(SqlLookupStore, "apply_many", LookupStore.apply_many)
     monkeypatch.setattr(services, "enqueue_events", lambda pks, countdown: requeued.append((pks, countdown)))
     services.accept_events(events=validated(created_event(expense_id="e-1")))
     row = ExpenseEvent.objects.get()
