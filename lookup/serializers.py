@@ -104,13 +104,19 @@ class EventSerializer(StrictSerializer):
             ) from exc
 
     def validate(self, attrs):
-        nested_class = (
-            DeletedExpenseSerializer if attrs["type"] == ExpenseEvent.Type.DELETED else EventExpenseSerializer
-        )
-        nested = nested_class(data=attrs["expense"])
-        if not nested.is_valid():
-            raise serializers.ValidationError({"expense": nested.errors})
-        return attrs | {"expense": nested.validated_data}
+        deleted = attrs["type"] == ExpenseEvent.Type.DELETED
+        try:
+            expense = self._expense_serializer(deleted).run_validation(attrs["expense"])
+        except serializers.ValidationError as exc:
+            raise serializers.ValidationError({"expense": exc.detail}) from exc
+        return attrs | {"expense": expense}
+
+    def _expense_serializer(self, deleted: bool) -> serializers.Serializer:
+        # One instance per kind for every event of a list: building a serializer's fields cost
+        # about as much as validating the expense.
+        if not hasattr(self, "_expense_serializers"):
+            self._expense_serializers = {True: DeletedExpenseSerializer(), False: EventExpenseSerializer()}
+        return self._expense_serializers[deleted]
 
 
 # The OpenAPI description of an event. EventSerializer validates events, and its `expense` is a
