@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, close_old_connections, connection
 
 from lookup.stores.base import LookupStoreError
 from mlops.predictors import PredictorUnavailable
@@ -107,7 +107,7 @@ class SourcePool:
         if not self._slots.acquire(blocking=False):
             raise SourceFailed("the prediction source pool is full")
         try:
-            future = self._executor.submit(_close_connection_after, function)
+            future = self._executor.submit(_with_connection_upkeep, function)
         except RuntimeError:
             self._slots.release()
             raise
@@ -116,13 +116,15 @@ class SourcePool:
         return future
 
 
-def _close_connection_after(function: Callable[[], object]) -> object:
-    # Django opens one connection per thread; a pool thread that used the ORM closes it here so
-    # connections do not pile up, one per abandoned or idle thread.
+def _with_connection_upkeep(function: Callable[[], object]) -> object:
+    # Django opens one connection per thread. As around a request, a call closes its thread's
+    # connection when it is broken or older than CONN_MAX_AGE (at once with CONN_MAX_AGE 0), so a
+    # PostgreSQL connection is reused and each pool thread keeps at most one open.
+    close_old_connections()
     try:
         return function()
     finally:
-        connection.close()
+        close_old_connections()
 
 
 @lru_cache(maxsize=1)
