@@ -124,15 +124,15 @@ MAX_REQUEST_BODY_BYTES = env_int("MAX_REQUEST_BODY_BYTES", 2 * 1024 * 1024, mini
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 
 # API rate limits per client, as "<count>/<s|min|h|day>"; a batch of predictions counts as one
-# request. The prediction default is above the 8,220 requests a minute that benchmarks/api_bench.py
-# sent with one token from 4 concurrent clients on 2 cores, so it stops a runaway client, not a busy one.
+# request. The prediction default, 1,000 requests a second, is above the peak that two web workers
+# serve on 2 cores (docs/benchmarks.md), so it stops a runaway client, not a busy one.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "categorisation.authentication.ApiTokenAuthentication",
     ],
     "DEFAULT_THROTTLE_CLASSES": ["categorisation.throttling.ClientRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {
-        "predictions": env_rate("API_RATE_PREDICTIONS", "12000/min"),
+        "predictions": env_rate("API_RATE_PREDICTIONS", "60000/min"),
         "events": env_rate("API_RATE_EVENTS", "3000/min"),
     },
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

@@ -1,0 +1,76 @@
+"""The benchmark runner: the summary of targets and the written page, on fixed section results."""
+
+from benchmarks import suite
+from benchmarks.measure import summarise
+
+MACHINE = {
+    "date": "2026-12-05 03:00 UTC",
+    "cores": 2,
+    "memory_gib": 23.6,
+    "cpu": "x86_64",
+    "python": "3.11.7",
+    "system": "Linux",
+    "load_average": [0.1, 0.2, 0.3],
+}
+SECTIONS = {
+    "http_bench": {
+        "seconds": 10.0,
+        "results": {
+            "targets": {
+                "peak_rps": {"value": 320.0, "target": 500.0, "met": False, "text": "missed by 180 req/s"},
+                "worker_rss_mb": {"value": 240.0, "target": 250.0, "met": True, "text": "met"},
+            }
+        },
+    },
+    "events_bench": {
+        "seconds": 10.0,
+        "results": {
+            "stores": {
+                "sql": {
+                    "throughput": {"events_per_second": summarise([1200.0, 1100.0, 1300.0])},
+                    "freshness": {"p99_ms": summarise([1500.0, 1400.0, 1600.0])},
+                }
+            }
+        },
+    },
+    "scale_bench": {"seconds": 5.0, "results": {"flat_ratio": 1.5, "growth": {"history": {"query_often": 4.86}}}},
+    "training_bench": {
+        "seconds": 5.0,
+        "results": {
+            "sizes": [
+                {"rows": 10_000, "wall_seconds": summarise([5.0]), "peak_rss_mb": summarise([400.0])},
+                {"rows": 186_000, "wall_seconds": summarise([75.0]), "peak_rss_mb": summarise([1500.0])},
+            ]
+        },
+    },
+}
+
+
+def test_summary_verdicts():
+    summary = suite._summary(SECTIONS)
+
+    assert "| single prediction peak requests/s (at least 500) | 320 | missed by 180 req/s |" in summary
+    assert "| RSS per web worker with the model loaded (at most 250 MB) | 240 | met |" in summary
+    assert "| events applied per second, sql store (at least 1,000) | 1200 | met |" in summary
+    assert "| freshness p99, sql store (at most 1,000 ms) | 1500 ms | missed by 500 ms |" in summary
+    assert "| 4.86 | grows with history |" in summary
+    assert "| training on 186,000 rows: time (at most 60 s) | 75 s | missed by 15 s |" in summary
+    assert "| training on 186,000 rows: peak memory (at most 2,048 MB) | 1500 MB | met |" in summary
+
+
+def test_summary_skips_missing_sections():
+    summary = suite._summary({"http_bench": SECTIONS["http_bench"]})
+
+    assert summary.count("\n|") == 4  # the header, its rule and the two HTTP targets
+
+
+def test_document_names_command_machine_and_sections():
+    results = {"machine_before": MACHINE, "machine_after": MACHINE, "quick": False, "seconds": 42.0, "sections": {}}
+
+    page = suite._document(results, ["## First section\n\nbody", "## Second section"], [])
+
+    assert page.startswith("# Benchmarks\n")
+    assert "- Command: `make bench`" in page
+    assert "2 cores (x86_64), 23.6 GiB of memory" in page
+    assert page.index("## Targets") < page.index("## How the figures are made") < page.index("## First section")
+    assert page.index("## First section") < page.index("## Second section")
