@@ -74,3 +74,19 @@ def test_document_names_command_machine_and_sections():
     assert "2 cores (x86_64), 23.6 GiB of memory" in page
     assert page.index("## Targets") < page.index("## How the figures are made") < page.index("## First section")
     assert page.index("## First section") < page.index("## Second section")
+
+
+def test_summary_all_rows_estimate():
+    training = {
+        "seconds": 5.0,
+        "results": {
+            "sizes": [{"rows": 10_000, "wall_seconds": summarise([30.0]), "peak_rss_mb": summarise([400.0])}],
+            "all_rows_estimate": {"rows": 186_433, "cpu_seconds": 4200, "scaled_from_rows": 10_000},
+        },
+    }
+
+    summary = suite._summary({"training_bench": training})
+
+    assert "| training on all 186,433 rows: time (at most 60 s) | about 4,200 s of CPU" in summary
+    assert "missed by about 4,140 s |" in summary
+    assert "| training on 10,000 rows: time (at most 60 s for all rows) | 30 s | met |" in summary
