@@ -139,21 +139,30 @@ def _summary(sections: dict) -> str:
     if measured:
         largest = max(measured, key=lambda size: size["rows"])
         seconds, memory = largest["wall_seconds"]["median"], largest["peak_rss_mb"]["median"]
-        time_target = "at most 60 s for all rows" if estimate else "at most 60 s"
-        rows.append(
-            (
-                f"training on {largest['rows']:,} rows: time ({time_target})",
-                f"{seconds:g} s",
-                _verdict(seconds <= 60, f"missed by {seconds - 60:g} s"),
+        if estimate:
+            # The targets are for all rows: a smaller size is context, not a verdict.
+            rows.append(
+                (
+                    f"training on {largest['rows']:,} rows: time, peak memory",
+                    f"{seconds:g} s, {memory:g} MB",
+                    "for reference",
+                )
             )
-        )
-        rows.append(
-            (
-                f"training on {largest['rows']:,} rows: peak memory (at most 2,048 MB)",
-                f"{memory:g} MB",
-                _verdict(memory <= 2048, f"missed by {memory - 2048:g} MB"),
+        else:
+            rows.append(
+                (
+                    f"training on {largest['rows']:,} rows: time (at most 60 s)",
+                    f"{seconds:g} s",
+                    _verdict(seconds <= 60, f"missed by {seconds - 60:g} s"),
+                )
             )
-        )
+            rows.append(
+                (
+                    f"training on {largest['rows']:,} rows: peak memory (at most 2,048 MB)",
+                    f"{memory:g} MB",
+                    _verdict(memory <= 2048, f"missed by {memory - 2048:g} MB"),
+                )
+            )
 
     lines = ["## Targets", "", "| target | measured (median of the runs) | verdict |", "|---|---:|---|"]
     lines += [f"| {target} | {measured} | {verdict} |" for target, measured, verdict in rows]

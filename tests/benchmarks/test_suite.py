@@ -89,4 +89,4 @@ def test_summary_all_rows_estimate():
 
     assert "| training on all 186,433 rows: time (at most 60 s) | about 4,200 s of CPU" in summary
     assert "missed by about 4,140 s |" in summary
-    assert "| training on 10,000 rows: time (at most 60 s for all rows) | 30 s | met |" in summary
+    assert "| training on 10,000 rows: time, peak memory | 30 s, 400 MB | for reference |" in summary
