@@ -1,13 +1,12 @@
 import json
 from unittest import mock
 
-import numpy as np
 import pytest
 import sklearn
 
 from mlops import inference
 from mlops.artefacts import get_artefact_store, unpack_verified
-from mlops.features import FEATURE_SCHEMA, FEATURE_SCHEMA_VERSION, records_frame
+from mlops.features import FEATURE_SCHEMA, FEATURE_SCHEMA_VERSION
 from mlops.inference import (
     IncompatibleModelError,
     check_compatible,
@@ -82,18 +81,6 @@ def test_load_bundle_checks_metadata_before_unpickling(register_model):
         load_bundle(folder)
 
     joblib_load.assert_not_called()
-
-
-def test_loaded_coefficients_are_float32(register_model, tiny_training_result, records):
-    version = register_model()
-    trained = tiny_training_result.bundle["pipeline"]
-
-    loaded = load_bundle(_unpacked(version))["pipeline"]
-
-    assert trained[-1].coef_.dtype == np.float64
-    assert loaded[-1].coef_.dtype == np.float32
-    frame = records_frame(records)
-    np.testing.assert_allclose(loaded.predict_proba(frame), trained.predict_proba(frame), atol=1e-5)
 
 
 def test_predictor_keeps_previous_version_on_sklearn_skew(register_model, records):
