@@ -11,14 +11,15 @@ import logging
 import os
 import threading
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-import botocore.session
-from botocore.client import BaseClient
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
-from botocore.loaders import create_loader
 from django.conf import settings
+
+if TYPE_CHECKING:
+    from botocore.client import BaseClient
+    from botocore.loaders import Loader
 
 logger = logging.getLogger(__name__)
 
@@ -40,11 +41,13 @@ TRANSIENT_ERROR_CODES = frozenset(
 # same input to the same container, so it is permanent whatever status code the container returned.
 MODEL_ERROR_CODE = "ModelError"
 
-_clients: dict[tuple[int, str], BaseClient] = {}
+_clients: dict[tuple[int, str], "BaseClient"] = {}
 _clients_lock = threading.Lock()
 # Parsing a service's API model takes most of the half second that building a client costs, so
 # every session shares one loader and its cache. Clients are only built under _clients_lock.
-_loader = create_loader()
+# botocore's client modules are imported with the first client, not with this module: every web
+# worker imports this module, and they add about 20 MB to its memory.
+_loader: "Loader | None" = None
 
 
 class AwsError(Exception):
@@ -55,15 +58,15 @@ class AwsUnavailable(AwsError):
     """An S3 or SageMaker call was throttled, timed out or met a server error, so a retry may succeed."""
 
 
-def s3_client() -> BaseClient:
+def s3_client() -> "BaseClient":
     return _client("s3")
 
 
-def sagemaker_client() -> BaseClient:
+def sagemaker_client() -> "BaseClient":
     return _client("sagemaker")
 
 
-def sagemaker_runtime_client() -> BaseClient:
+def sagemaker_runtime_client() -> "BaseClient":
     return _client("sagemaker-runtime")
 
 
@@ -73,7 +76,7 @@ def reset_clients() -> None:
         _clients.clear()
 
 
-def _client(service: str) -> BaseClient:
+def _client(service: str) -> "BaseClient":
     # The key includes the process id because a client built before a fork (a Celery prefork
     # worker) shares its connection pool with the parent.
     key = (os.getpid(), service)
@@ -86,7 +89,14 @@ def _client(service: str) -> BaseClient:
         return _clients[key]
 
 
-def _build_client(service: str) -> BaseClient:
+def _build_client(service: str) -> "BaseClient":
+    global _loader
+    import botocore.session
+    from botocore.config import Config
+    from botocore.loaders import create_loader
+
+    if _loader is None:
+        _loader = create_loader()
     if service == "sagemaker-runtime":
         config = Config(
             connect_timeout=settings.SAGEMAKER_CONNECT_TIMEOUT_SECONDS,
