@@ -1,4 +1,4 @@
-"""What every benchmark section shares: summaries of repeated runs, percentiles, the machine, and bodies.
+"""Helpers shared by the benchmark sections: summaries of repeated runs, percentiles, the machine, bodies.
 
 A section is a module with `run(*, quick=False) -> dict` and `report(results) -> str` (a Markdown
 section). `benchmarks.suite` runs them all for `make bench`. A figure is the median of several runs
