@@ -59,7 +59,8 @@ test: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 	CONTRACT_STORES=sql DATABASE_URL=$(POSTGRES_URL) $(BIN)/pytest -p no:cacheprovider \
-		tests/lookup/contract/test_lookup_store_contract.py tests/lookup/contract/test_lookup_commands.py
+		tests/lookup/contract/test_lookup_store_contract.py tests/lookup/contract/test_similar_expenses_many.py \
+		tests/lookup/contract/test_lookup_commands.py
 
 # Quality on the real purchase-card and payments data: a date-ordered replay through the production policy.
 # Writes docs/quality.md, docs/images/ and test-artifacts/evaluation.json. The end-to-end accuracy test

@@ -10,7 +10,9 @@ from categorisation.serializers import (
     PredictionBatchSerializer,
     PredictionRequestSerializer,
     PredictionSerializer,
+    prediction_data,
 )
+from lookup.serializer_fields import validated_data
 
 _INVALID = OpenApiResponse(description="Invalid input; the error names each field, its value and what is accepted.")
 
@@ -32,13 +34,11 @@ class PredictionView(APIView):
 
     @extend_schema(request=PredictionRequestSerializer, responses={200: PredictionSerializer, 400: _INVALID})
     def post(self, request):
-        serializer = PredictionRequestSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        expense = dict(serializer.validated_data)
+        expense = dict(validated_data(PredictionRequestSerializer, request.data))
         top_k = expense.pop("top_k")
 
         [prediction] = services.predict_expenses(expenses=[expense], top_k=top_k)
-        return Response(PredictionSerializer(prediction).data)
+        return Response(prediction_data(prediction))
 
 
 class PredictionBatchView(APIView):
@@ -52,13 +52,11 @@ class PredictionBatchView(APIView):
         description=f'Send {{"expenses": [...]}} with 1 to {settings.PREDICTION_MAX_BATCH} expenses.',
     )
     def post(self, request):
-        serializer = PredictionBatchRequestSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        expenses = [dict(item) for item in serializer.validated_data["expenses"]]
+        expenses = [dict(item) for item in validated_data(PredictionBatchRequestSerializer, request.data)["expenses"]]
         # One top_k for the whole batch keeps it one model call: the largest asked for, then cut.
         top_ks = [item.pop("top_k") for item in expenses]
 
         predictions = services.predict_expenses(expenses=expenses, top_k=max(top_ks))
         for prediction, top_k in zip(predictions, top_ks, strict=True):
             prediction.categories = prediction.categories[:top_k]
-        return Response(PredictionBatchSerializer({"predictions": predictions}).data)
+        return Response({"predictions": [prediction_data(prediction) for prediction in predictions]})

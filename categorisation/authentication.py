@@ -11,7 +11,10 @@ import logging
 import threading
 import time
 
+from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db.models import Q
+from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
@@ -27,6 +30,8 @@ AUTHORIZATION_SCHEMES = (b"token", b"bearer")
 MAX_KEY_LENGTH = 200
 # last_used_at is written at most this often per token, so not every request writes a row.
 TOKEN_LAST_USED_RESOLUTION = datetime.timedelta(minutes=1)
+# The maximum number of tokens one process caches. Past it, the cache starts again empty.
+TOKEN_CACHE_MAX_ENTRIES = 10_000
 # A client that keeps sending a revoked token is logged once per token per interval and process.
 _REVOKED_LOG_INTERVAL_SECONDS = 60.0
 _HOW_TO_AUTHENTICATE = "Send 'Authorization: Token <key>' with a key from the create_api_token command."
@@ -86,15 +91,60 @@ class ApiTokenScheme(OpenApiAuthenticationExtension):
 
 
 def _find_token(key: str) -> ApiToken | None:
+    """Return the token with this key and its client, or None.
+
+    A token found is kept for API_TOKEN_CACHE_SECONDS in this process, so most requests make no
+    query before the prediction; an unknown key is looked up every time. Revoking a token, or
+    saving or deleting a token or a client, empties this process's cache at once; other
+    processes see the change within API_TOKEN_CACHE_SECONDS.
+    """
     if len(key) > MAX_KEY_LENGTH:
         return None
     digest = hash_token(key)
+    now = time.monotonic()
+    with _token_cache.lock:
+        generation = _token_cache.generation
+        cached = _token_cache.entries.get(digest)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+
     token = ApiToken.objects.select_related("client").filter(token_hash=digest).first()
     # The lookup matched on the digest already. The constant-time comparison also rejects a match
     # from a database whose string comparison ignores case or trailing spaces.
     if token is None or not hmac.compare_digest(token.token_hash, digest):
         return None
+    if settings.API_TOKEN_CACHE_SECONDS > 0:
+        with _token_cache.lock:
+            # A change saved while the query ran emptied the cache: do not put the older row back.
+            if _token_cache.generation == generation:
+                if len(_token_cache.entries) >= TOKEN_CACHE_MAX_ENTRIES:
+                    _token_cache.entries.clear()
+                _token_cache.entries[digest] = (now + settings.API_TOKEN_CACHE_SECONDS, token)
     return token
+
+
+class _TokenCache:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.generation = 0
+        self.entries: dict[str, tuple[float, ApiToken]] = {}
+
+
+_token_cache = _TokenCache()
+
+
+def clear_token_cache(**_signal_arguments) -> None:
+    """Empty this process's cache of API tokens (a signal receiver too)."""
+    with _token_cache.lock:
+        _token_cache.generation += 1
+        _token_cache.entries.clear()
+
+
+def connect_cache_signals() -> None:
+    """Empty the token cache whenever a token or a user is saved or deleted."""
+    for model in (ApiToken, get_user_model()):
+        post_save.connect(clear_token_cache, sender=model, dispatch_uid=f"clear-token-cache-save-{model.__name__}")
+        post_delete.connect(clear_token_cache, sender=model, dispatch_uid=f"clear-token-cache-delete-{model.__name__}")
 
 
 def _record_use(token: ApiToken) -> None:
@@ -106,6 +156,8 @@ def _record_use(token: ApiToken) -> None:
     ApiToken.objects.filter(Q(last_used_at__isnull=True) | Q(last_used_at__lte=stale_before), pk=token.pk).update(
         last_used_at=now
     )
+    # The cached instance too, so the next requests within the minute do not write again.
+    token.last_used_at = now
 
 
 _revoked_logged_at: dict[str, float] = {}

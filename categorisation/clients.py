@@ -87,6 +87,11 @@ def revoke_api_tokens(*, prefix: str | None = None, client_name: str | None = No
     with transaction.atomic():
         revoked = list(tokens.select_for_update().values_list("prefix", flat=True))
         ApiToken.objects.filter(prefix__in=revoked).update(revoked_at=timezone.now())
+    # An update() sends no signal: empty this process's token cache here. (Imported here because
+    # authentication imports this module.)
+    from categorisation.authentication import clear_token_cache
+
+    clear_token_cache()
 
     if not revoked:
         target = f"prefix {prefix!r}" if prefix is not None else f"client {client_name!r}"

@@ -49,6 +49,30 @@ class PredictionBatchSerializer(serializers.Serializer):
     predictions = PredictionSerializer(many=True)
 
 
+def prediction_data(prediction) -> dict:
+    """Return what PredictionSerializer(prediction).data returns, built directly.
+
+    PredictionSerializer documents the response in the OpenAPI schema. Building its data costs a
+    deep copy of every field for each new instance, a quarter of a prediction's time in DRF; a
+    test keeps the two outputs equal.
+    """
+    return {
+        "prediction_id": str(prediction.prediction_id),
+        "categories": [
+            {
+                "category": str(candidate.category),
+                "confidence": float(candidate.confidence),
+                "source": candidate.source,
+                "evidence": {str(key): value for key, value in candidate.evidence.items()},
+            }
+            for candidate in prediction.categories
+        ],
+        "model_version": None if prediction.model_version is None else str(prediction.model_version),
+        "tier": prediction.tier,
+        "degraded": list(prediction.degraded),
+    }
+
+
 class ClientSerializer(serializers.Serializer):
     client = serializers.CharField(help_text="The username of the client the API token belongs to.")
     token_prefix = serializers.CharField(help_text="The first characters of the token, as the admin lists it.")

@@ -128,9 +128,9 @@ def _model_answer(expenses: list[dict], top_k: int):
 
 
 def _similar_expenses(expenses: list[dict], keys: list[str]) -> list[list[Expense]]:
-    # A batch often repeats a supplier: one store query per distinct business and key.
+    # One store read for the whole batch, once per distinct business and key.
     pairs = [(expense["business_id"], key) for expense, key in zip(expenses, keys, strict=True)]
-    found = {pair: selectors.similar_expenses(business_id=pair[0], key=pair[1]) for pair in dict.fromkeys(pairs)}
+    found = selectors.similar_expenses_many(pairs)
     return [found[pair] for pair in pairs]
 
 

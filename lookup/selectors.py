@@ -30,6 +30,7 @@ __all__ = (
     "rules_and_archived_for_businesses",
     "rules_for_businesses",
     "similar_expenses",
+    "similar_expenses_many",
 )
 
 logger = logging.getLogger(__name__)
@@ -255,6 +256,14 @@ def similar_expenses(*, business_id: str, key: str) -> list[Expense]:
     return get_lookup_store().similar_expenses(
         business_id=business_id, supplier_key=key, limit=settings.LOOKUP_MAX_MATCHES
     )
+
+
+def similar_expenses_many(pairs: list[tuple[str, str]]) -> dict[tuple[str, str], list[Expense]]:
+    """Return similar_expenses for each (business_id, supplier key) pair, in one store read where it can.
+
+    Raises LookupStoreError (or its subclass LookupStoreUnavailable) when the store fails.
+    """
+    return get_lookup_store().similar_expenses_many(keys=pairs, limit=settings.LOOKUP_MAX_MATCHES)
 
 
 def _suppliers_overlap(first: OverrideRule, second: OverrideRule) -> bool:

@@ -6,6 +6,7 @@ adds the field path and the rejected value.
 
 import datetime
 import re
+import threading
 import unicodedata
 from decimal import Decimal, InvalidOperation
 
@@ -35,6 +36,25 @@ IDENTIFIER_HELP = "1 to 100 characters: letters, digits and _ . : @ / -, startin
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,99}$")
 
 CURRENCY_CODES = frozenset(currency.alpha_3 for currency in pycountry.currencies)
+
+
+_reused_serializers = threading.local()
+
+
+def validated_data(serializer_class: type[serializers.Serializer], data) -> dict:
+    """Validate request data as serializer_class(data=data).is_valid(raise_exception=True) does.
+
+    Raises the same ValidationError. A new serializer deep-copies its declared fields, which costs
+    more than validating one expense, so each thread validates with one instance per class:
+    validation reads the fields and keeps no state on the instance.
+    """
+    serializer = _reused_serializers.__dict__.get(serializer_class)
+    if serializer is None:
+        serializer = _reused_serializers.__dict__[serializer_class] = serializer_class()
+    try:
+        return serializer.run_validation(data)
+    except serializers.ValidationError as exc:
+        raise serializers.ValidationError(exc.detail) from None
 
 
 class StrictSerializer(serializers.Serializer):

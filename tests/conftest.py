@@ -2,6 +2,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from categorisation import calibration, resilience
+from categorisation.authentication import clear_token_cache
 from categorisation.clients import create_api_client
 from lookup.selectors import clear_rules_cache
 from lookup.stores import get_lookup_store
@@ -25,6 +26,7 @@ def fresh_process_singletons():
     calibration.for_model_version.cache_clear()
     resilience.reset_breakers()
     clear_rules_cache()
+    clear_token_cache()
     yield
     get_predictor.cache_clear()
     get_lookup_store.cache_clear()

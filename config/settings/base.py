@@ -279,6 +279,10 @@ RULES_TIMEOUT_MS = env_int("RULES_TIMEOUT_MS", 500, minimum=1)
 # prediction does not query them every time. A change takes effect at once in the process that
 # made it and within this time in the others. 0 reads them for every prediction.
 RULES_CACHE_SECONDS = env_float("RULES_CACHE_SECONDS", 1.0, minimum=0.0)
+# Each web process keeps an API token it has looked up this long, so a request does not query
+# it every time. A revoked token stops working at once in the process that revoked it and
+# within this time in the others. 0 looks the token up on every request.
+API_TOKEN_CACHE_SECONDS = env_float("API_TOKEN_CACHE_SECONDS", 1.0, minimum=0.0)
 LOOKUP_TIMEOUT_MS = env_int("LOOKUP_TIMEOUT_MS", 1000, minimum=1)
 MODEL_TIMEOUT_MS = env_int("MODEL_TIMEOUT_MS", 1500, minimum=1)
 # A batch gets this much more time per expense after the first, on the budget and every timeout:

@@ -73,6 +73,20 @@ class LookupStore(abc.ABC):
     def similar_expenses(self, *, business_id: str, supplier_key: str, limit: int) -> list[Expense]:
         """Return the business's live expenses with this supplier key, most recent first."""
 
+    def similar_expenses_many(
+        self, *, keys: Iterable[tuple[str, str]], limit: int
+    ) -> dict[tuple[str, str], list[Expense]]:
+        """Return similar_expenses for each (business_id, supplier_key), keyed by that pair.
+
+        Adapters may override this with one read for all keys.
+        """
+        return {
+            (business_id, supplier_key): self.similar_expenses(
+                business_id=business_id, supplier_key=supplier_key, limit=limit
+            )
+            for business_id, supplier_key in dict.fromkeys(keys)
+        }
+
     @abc.abstractmethod
     def get_expense(self, *, business_id: str, expense_id: str) -> Expense | None:
         """Return one expense, a tombstone (deleted=True) included, or None if never seen."""

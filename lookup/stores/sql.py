@@ -31,6 +31,24 @@ _UPSERT_COLUMNS = (
     *(name for name in _EXPENSE_FIELDS if name not in ("business_id", "expense_id")),
 )
 
+# The similar-expenses read on PostgreSQL: one statement for any number of (business, supplier
+# key) pairs. LATERAL reads each pair newest first from the partial index lookup_business_supplier_recent
+# and stops at the limit, so a batch makes one round trip and each pair costs the same whatever its
+# history. The text never changes, so psycopg prepares it after a few calls and PostgreSQL no
+# longer plans it; building the ORM query instead cost more CPU than the rest of the lookup.
+_SIMILAR_COLUMNS = ", ".join(f"recent.{name}" for name in _EXPENSE_FIELDS)
+_SIMILAR_POSTGRESQL = f"""
+SELECT {_SIMILAR_COLUMNS}
+FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS wanted(business_id, supplier_key, position)
+CROSS JOIN LATERAL (
+    SELECT * FROM lookup_lookupexpense AS stored
+    WHERE stored.business_id = wanted.business_id AND stored.supplier_key = wanted.supplier_key AND NOT stored.deleted
+    ORDER BY stored.date DESC NULLS LAST, stored.version DESC
+    LIMIT %s
+) AS recent
+ORDER BY wanted.position, recent.date DESC NULLS LAST, recent.version DESC
+"""
+
 Change = TypeVar("Change")
 Outcome = TypeVar("Outcome")
 
@@ -121,11 +139,36 @@ class SqlLookupStore(LookupStore):
         return _in_one_transaction(self.rekey, changes)
 
     def similar_expenses(self, *, business_id: str, supplier_key: str, limit: int) -> list[Expense]:
+        if connection.vendor == "postgresql":
+            return self.similar_expenses_many(keys=[(business_id, supplier_key)], limit=limit)[
+                (business_id, supplier_key)
+            ]
         # Undated expenses last, as in the DynamoDB adapter: PostgreSQL puts NULL first in a descending sort.
         rows = LookupExpense.objects.filter(business_id=business_id, supplier_key=supplier_key, deleted=False).order_by(
             F("date").desc(nulls_last=True), "-version"
         )[:limit]
         return self._read(lambda: [_to_expense(values) for values in rows.values(*_EXPENSE_FIELDS)])
+
+    def similar_expenses_many(
+        self, *, keys: Iterable[tuple[str, str]], limit: int
+    ) -> dict[tuple[str, str], list[Expense]]:
+        """One query for all keys on PostgreSQL; one per key elsewhere (SQLite has no LATERAL)."""
+        keys = list(dict.fromkeys(keys))
+        if connection.vendor != "postgresql":
+            return super().similar_expenses_many(keys=keys, limit=limit)
+        found = {key: [] for key in keys}
+        if not keys or limit <= 0:
+            return found
+
+        def read():
+            with connection.cursor() as cursor:
+                cursor.execute(_SIMILAR_POSTGRESQL, [[key[0] for key in keys], [key[1] for key in keys], limit])
+                return cursor.fetchall()
+
+        for row in self._read(read):
+            expense = _to_expense(dict(zip(_EXPENSE_FIELDS, row, strict=True)))
+            found[(expense.business_id, expense.supplier_key)].append(expense)
+        return found
 
     def get_expense(self, *, business_id: str, expense_id: str) -> Expense | None:
         keyed = LookupExpense.objects.filter(business_id=business_id, expense_id=expense_id)

@@ -63,12 +63,12 @@ class FakeStore:
     def __init__(self, *, release=None, error=None):
         self.release, self.error = release, error
 
-    def similar_expenses(self, *, business_id, supplier_key, limit):
+    def similar_expenses_many(self, *, keys, limit):
         if self.release is not None:
             self.release.wait(HANG_SECONDS)
         if self.error is not None:
             raise self.error
-        return []
+        return {key: [] for key in keys}
 
 
 def expense():

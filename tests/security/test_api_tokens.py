@@ -19,6 +19,8 @@ from django.utils import timezone
 from rest_framework.settings import api_settings
 from rest_framework.test import APIClient
 
+from categorisation import authentication
+from categorisation.authentication import clear_token_cache
 from categorisation.clients import ApiClientExists, ApiTokenNotFound, create_api_client, revoke_api_tokens
 from categorisation.models import ApiToken
 from categorisation.throttling import ClientRateThrottle
@@ -152,6 +154,79 @@ def test_disabled_client_rejected():
     assert "disabled" in response.json()["error"]["message"]
 
 
+@pytest.fixture
+def token_cache_clock(monkeypatch, settings):
+    """Cache tokens for 1 s on a clock the test moves: call the returned function with seconds."""
+    settings.API_TOKEN_CACHE_SECONDS = 1.0
+    now = [500.0]
+    monkeypatch.setattr(authentication.time, "monotonic", lambda: now[0])
+
+    def set_clock(seconds: float) -> None:
+        now[0] = 500.0 + seconds
+
+    return set_clock
+
+
+def test_cached_token_makes_no_query(token_cache_clock, django_assert_num_queries):
+    client = _client_with(create_api_client(name="acme"))
+    client.get(CLIENT)
+
+    with django_assert_num_queries(0):
+        assert client.get(CLIENT).status_code == 200
+
+
+def test_token_revoked_in_another_process_stops_working_within_the_cache_time(token_cache_clock):
+    key = create_api_client(name="acme")
+    assert _predict(_client_with(key)).status_code == 200
+    # What revoke_api_tokens does in another web process: this process's cache is not emptied.
+    ApiToken.objects.update(revoked_at=timezone.now())
+
+    token_cache_clock(0.5)
+    assert _predict(_client_with(key)).status_code == 200
+    token_cache_clock(1.0)
+    response = _predict(_client_with(key))
+    assert response.status_code == 401
+    assert "revoked" in response.json()["error"]["message"]
+
+
+def test_revoking_in_this_process_takes_effect_at_once(token_cache_clock):
+    key = create_api_client(name="acme")
+    assert _predict(_client_with(key)).status_code == 200
+
+    revoke_api_tokens(client_name="acme")
+
+    assert _predict(_client_with(key)).status_code == 401
+
+
+def test_disabling_a_client_takes_effect_at_once(token_cache_clock):
+    key = create_api_client(name="acme")
+    assert _predict(_client_with(key)).status_code == 200
+
+    client = get_user_model().objects.get(username="acme")
+    client.is_active = False
+    client.save()
+
+    assert "disabled" in _predict(_client_with(key)).json()["error"]["message"]
+
+
+def test_unknown_key_is_not_cached(token_cache_clock, django_assert_num_queries):
+    create_api_client(name="acme")
+    client = _client_with("ec_000000000000_" + "0" * 64)
+    client.get(CLIENT)
+
+    with django_assert_num_queries(1):
+        assert client.get(CLIENT).status_code == 401
+
+
+def test_no_token_cache_when_disabled(settings, django_assert_num_queries):
+    settings.API_TOKEN_CACHE_SECONDS = 0
+    client = _client_with(create_api_client(name="acme"))
+    client.get(CLIENT)
+
+    with django_assert_num_queries(1):
+        assert client.get(CLIENT).status_code == 200
+
+
 def test_rotation_keeps_old_token_until_revoked():
     old_key = create_api_client(name="acme")
     new_key = create_api_client(name="acme", rotate=True)
@@ -209,6 +284,8 @@ def test_last_used_at_written_once_a_minute():
 
     two_minutes_ago = timezone.now() - datetime.timedelta(minutes=2)
     ApiToken.objects.update(last_used_at=two_minutes_ago)
+    # As when this process's cached token has expired.
+    clear_token_cache()
     _predict(_client_with(key))
     token.refresh_from_db()
     assert token.last_used_at > two_minutes_ago + datetime.timedelta(minutes=1)
