@@ -21,7 +21,7 @@ and the model agree than when only one of them answers.
 import logging
 import math
 from collections import defaultdict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -273,9 +273,9 @@ def apply(candidates: list, *, calibration: Calibration | None, business_id: str
         return candidates, SUGGEST if top.confidence >= SUGGEST_THRESHOLD else ABSTAIN
     calibrated = calibration.calibrate(group, top.confidence)
     factor = calibrated / top.confidence if top.confidence > 0 else 0.0
-    scaled = [replace(top, confidence=calibrated)]
+    scaled = [policy.with_confidence(top, calibrated)]
     scaled += [
-        replace(candidate, confidence=round(min(calibrated, candidate.confidence * factor), 6))
+        policy.with_confidence(candidate, round(min(calibrated, candidate.confidence * factor), 6))
         for candidate in candidates[1:]
     ]
     return scaled, calibration.tier(business_id, calibrated)

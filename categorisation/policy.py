@@ -15,7 +15,7 @@ The weights were chosen by `python -m benchmarks.policy_replay`; see docs/qualit
 import datetime
 import math
 from collections import defaultdict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from lookup.domain import Expense
@@ -67,8 +67,9 @@ def lookup_candidates(
         return []
     weights = defaultdict(float)
     members = defaultdict(list)
+    amount_scale = _amount_scale(amount)
     for expense in similar:
-        weight = _recency_weight(expense.date, date) * _amount_weight(expense.amount, amount)
+        weight = _recency_weight(expense.date, date) * _amount_weight(expense.amount, amount_scale)
         if department and expense.department == department:
             weight *= SAME_DEPARTMENT_WEIGHT
         weights[expense.category] += weight
@@ -168,7 +169,7 @@ def blend(
         if candidate.category == leader.category:
             blended.append(_blend_leader(leader, candidate, weight))
         else:
-            blended.append(replace(candidate, confidence=round((1 - weight) * candidate.confidence, 6)))
+            blended.append(with_confidence(candidate, round((1 - weight) * candidate.confidence, 6)))
     if leader.category not in {candidate.category for candidate in model}:
         blended.append(_blend_leader(leader, None, weight))
     # sorted() is stable, so equal confidences keep the model's order. A corrected category ranks
@@ -187,7 +188,18 @@ def _blend_leader(leader: Candidate, model: Candidate | None, weight: float) -> 
     model_part = (1 - weight) * model.confidence if model else 0.0
     lookup_led = model is None or lookup_part >= model_part or leader.evidence.get("corrected")
     dominant = leader if lookup_led else model
-    return replace(dominant, confidence=round(lookup_part + model_part, 6))
+    return with_confidence(dominant, round(lookup_part + model_part, 6))
+
+
+def with_confidence(candidate: Candidate, confidence: float) -> Candidate:
+    """Return a copy of candidate with another confidence.
+
+    Faster than dataclasses.replace(), which costs more than the rest of a blend step; a batch
+    blends thousands.
+    """
+    return Candidate(
+        category=candidate.category, confidence=confidence, source=candidate.source, evidence=candidate.evidence
+    )
 
 
 def _corrected_category(similar: list[Expense]) -> str | None:
@@ -223,10 +235,17 @@ def _recency_weight(past: datetime.date | None, now: datetime.date) -> float:
     return 0.5 ** (age_days / RECENCY_HALF_LIFE_DAYS)
 
 
-def _amount_weight(past: Decimal | None, now: Decimal) -> float:
-    """Closeness of two amounts on a log scale; the sign is ignored so refunds match purchases."""
+def _amount_scale(amount: Decimal) -> float:
+    return math.log1p(abs(float(amount)))
+
+
+def _amount_weight(past: Decimal | None, now_scale: float) -> float:
+    """Closeness of two amounts on a log scale (now_scale is _amount_scale of the new amount).
+
+    The sign is ignored so refunds match purchases.
+    """
     if past is None:
         return 0.5
-    distance = abs(math.log1p(abs(float(past))) - math.log1p(abs(float(now))))
+    distance = abs(_amount_scale(past) - now_scale)
     # At most a factor of about 2 for amounts a thousand times apart: a tie-breaker, not a vote.
     return 1.0 / (1.0 + AMOUNT_DISTANCE_SCALE * distance)

@@ -7,12 +7,13 @@ adds the field path and the rejected value.
 import datetime
 import re
 import threading
-import unicodedata
 from decimal import Decimal, InvalidOperation
 
 import pycountry
+from django.core.validators import ProhibitNullCharactersValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
 AMOUNT_MAX_INTEGER_DIGITS = 12
 AMOUNT_MAX_FRACTION_DIGITS = 15
@@ -196,6 +197,13 @@ class ExpenseDateField(serializers.Field):
         return value.isoformat()
 
 
+# Unicode's control characters (category Cc) and surrogates (Cs), but tab, and in multiline text
+# also newline and carriage return. One search instead of a category lookup per character.
+_CONTROL_CHARACTERS = r"\x00-\x1f\x7f-\x9f\ud800-\udfff"
+_FORBIDDEN_ONE_LINE = re.compile(rf"(?!\t)[{_CONTROL_CHARACTERS}]")
+_FORBIDDEN_MULTILINE = re.compile(rf"(?![\t\n\r])[{_CONTROL_CHARACTERS}]")
+
+
 class CleanCharField(serializers.CharField):
     """A string with no control characters other than tab (and newline where multiline=True).
 
@@ -207,17 +215,23 @@ class CleanCharField(serializers.CharField):
         kwargs.setdefault("trim_whitespace", True)
         super().__init__(**kwargs)
         self.multiline = multiline
+        self._forbidden = _FORBIDDEN_MULTILINE if multiline else _FORBIDDEN_ONE_LINE
+        # DRF's null and surrogate validators never fire after to_internal_value's own check.
+        self.validators = [
+            validator
+            for validator in self.validators
+            if not isinstance(validator, (ProhibitNullCharactersValidator, ProhibitSurrogateCharactersValidator))
+        ]
 
     def to_internal_value(self, data):
         if not isinstance(data, str):
             raise serializers.ValidationError("Invalid type; expected a string.")
         value = super().to_internal_value(data)
-        allowed = {"\t", "\n", "\r"} if self.multiline else {"\t"}
-        for char in value:
-            if char not in allowed and unicodedata.category(char) in {"Cc", "Cs"}:
-                raise serializers.ValidationError(
-                    f"Contains the control character U+{ord(char):04X}; remove control characters."
-                )
+        forbidden = self._forbidden.search(value)
+        if forbidden:
+            raise serializers.ValidationError(
+                f"Contains the control character U+{ord(forbidden.group()):04X}; remove control characters."
+            )
         return value
 
 
