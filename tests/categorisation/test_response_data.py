@@ -48,7 +48,7 @@ def _prediction(**overrides) -> Prediction:
         _prediction(categories=[policy.Candidate(category="Meals", confidence=1, source="rule")], tier="auto_apply"),
     ],
 )
-def test_prediction_data_equals_the_serializer(prediction):
+def test_prediction_data_matches_serializer(prediction):
     assert prediction_data(prediction) == PredictionSerializer(prediction).data
     assert list(prediction_data(prediction)) == list(PredictionSerializer(prediction).data)
 
@@ -78,7 +78,7 @@ def test_validated_data_equals_is_valid(data):
         (PredictionBatchRequestSerializer, {"expenses": []}),
     ],
 )
-def test_validated_data_raises_the_errors_of_is_valid(serializer_class, data):
+def test_validated_data_errors_match_is_valid(serializer_class, data):
     serializer = serializer_class(data=data)
     assert not serializer.is_valid()
 
