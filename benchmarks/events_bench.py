@@ -40,7 +40,7 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -51,6 +51,7 @@ from tests.support.stack import (
     VENV_BIN,
     StackError,
     StackProcess,
+    StartedProcesses,
     celery_worker_command,
     claimed_redis_database,
     free_port,
@@ -58,10 +59,9 @@ from tests.support.stack import (
     http_status,
     manage,
     postgres_database,
+    procfile_command,
     service_env,
-    start_process,
     stop_process,
-    wait_until,
 )
 
 STORES = ("sql", "dynamodb")
@@ -98,36 +98,26 @@ COMMAND = ".venv/bin/python -m benchmarks.events_bench --json test-artifacts/ben
 
 @dataclass
 class Stack:
-    """The processes and settings of one store's stack; `stop` ends every started process by PID."""
+    """One store's stack: its started processes with their settings, and the API's URL and token."""
 
     store: str
-    env: dict[str, str]
-    log_dir: Path
+    processes: StartedProcesses
     base_url: str = ""
     token: str = ""
     web: StackProcess | None = None
     worker: StackProcess | None = None
-    started: list[StackProcess] = field(default_factory=list)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return self.processes.env
+
+    @property
+    def log_dir(self) -> Path:
+        return self.processes.log_dir
 
     @property
     def database_url(self) -> str:
         return self.env["DATABASE_URL"]
-
-    def check_running(self) -> None:
-        for process in (self.web, self.worker):
-            if process is not None and process.process.returncode is None:
-                process.check_running()
-
-    def stop_worker(self) -> None:
-        if self.worker is not None:
-            stop_process(self.worker)
-
-    def stop(self) -> None:
-        for process in reversed(self.started):
-            stop_process(process)
-
-    def log_tails(self) -> str:
-        return "\n".join(f"--- {process.name}\n{process.log_tail()}" for process in self.started)
 
 
 def run(*, quick: bool = False) -> dict:
@@ -212,7 +202,7 @@ def _bench_store(store: str, *, expenses: list[dict], settings: dict, scratch: P
             freshness = _timed(phases, "freshness", lambda: _freshness_runs(stack, rows["freshness"], settings))
             profile = None
             if throughput["events_per_second"]["median"] < TARGET_EVENTS_PER_SECOND:
-                stack.stop_worker()
+                stop_process(stack.worker)
                 profile = _timed(phases, "profile", lambda: _profile_apply_path(stack, rows["profile"]))
     except DynamoDBLocalUnavailable as exc:
         return {"skipped": str(exc)}
@@ -259,8 +249,8 @@ def _stack(store: str, *, scratch: Path):
             API_RATE_PREDICTIONS=RATE_LIMIT,
             **store_env,
         )
-        stack = Stack(store=store, env=env, log_dir=log_dir)
-        resources.callback(stack.stop)
+        stack = Stack(store=store, processes=StartedProcesses(env=env, log_dir=log_dir))
+        resources.callback(stack.processes.stop_all)
         _start(stack)
         yield stack
 
@@ -273,25 +263,9 @@ def _start(stack: Stack) -> None:
 
     port = free_port()
     stack.base_url = f"http://127.0.0.1:{port}"
-    # The Procfile's web command, on a port of our own.
-    web_command = [
-        str(VENV_BIN / "gunicorn"),
-        "config.wsgi",
-        "--workers",
-        "2",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--no-control-socket",
-        "--access-logfile",
-        "-",
-        "--timeout",
-        "60",
-    ]
-    stack.web = start_process("gunicorn", web_command, env=stack.env, log_dir=stack.log_dir)
-    stack.started.append(stack.web)
+    stack.web = stack.processes.start("gunicorn", procfile_command("web", port=port))
     worker_command = celery_worker_command(hostname="events-bench@%h", concurrency=2)
-    stack.worker = start_process("celery-worker", worker_command, env=stack.env, log_dir=stack.log_dir)
-    stack.started.append(stack.worker)
+    stack.worker = stack.processes.start("celery-worker", worker_command)
 
     # Without a model /health/ returns 503, which still shows that gunicorn serves requests.
     _wait(stack, lambda: http_status(f"{stack.base_url}/health/") is not None, START_TIMEOUT, "gunicorn to answer")
@@ -299,14 +273,7 @@ def _start(stack: Stack) -> None:
 
 
 def _wait(stack: Stack, predicate, timeout: float, description: str, interval: float = 0.2) -> None:
-    def checked():
-        stack.check_running()
-        return predicate()
-
-    try:
-        wait_until(checked, timeout=timeout, interval=interval, description=description)
-    except StackError as exc:
-        raise StackError(f"{exc}\n{stack.log_tails()}") from exc
+    stack.processes.wait_until(predicate, timeout=timeout, interval=interval, description=description)
 
 
 def _created_event(expense: dict) -> dict:

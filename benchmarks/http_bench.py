@@ -37,7 +37,6 @@ import io
 import json
 import os
 import pstats
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -51,8 +50,11 @@ import psycopg
 from benchmarks.measure import (
     PURCHASE_CARDS,
     REPO,
+    cpu_seconds,
     data_expenses,
+    expense_change,
     machine,
+    memory_mb,
     percentiles,
     prediction_body,
     spread,
@@ -61,14 +63,15 @@ from benchmarks.measure import (
 from tests.support.stack import (
     LOG_TAIL_CHARS,
     StackError,
+    StartedProcesses,
+    child_pids,
     free_port,
     http_json,
     http_status,
     postgres_database,
+    procfile_command,
+    procfile_line,
     service_env,
-    start_process,
-    stop_process,
-    wait_until,
 )
 
 # Purchase-card rows: card merchants as an expense app receives them. Their first 2,000 rows per
@@ -291,7 +294,7 @@ def _phase_set_up(work: Path) -> dict:
 
     with _timed(timings, "load_history"):
         history = json.loads((work / "history.json").read_text())
-        changes = [_history_change(row) for row in history]
+        changes = [expense_change(row, source_event_id=f"{BENCH_CLIENT}:{row['expense_id']}") for row in history]
         store = SqlLookupStore()
         for start in range(0, len(changes), 500):
             store.apply_many(changes[start : start + 500])
@@ -319,33 +322,6 @@ def _timed(timings: dict, name: str):
     timings[name] = {"wall": round(time.monotonic() - wall, 1), "cpu": round(time.process_time() - cpu, 1)}
 
 
-def _history_change(row: dict):
-    import datetime
-    from decimal import Decimal
-
-    from lookup.domain import Expense, ExpenseChange
-    from lookup.normalisation import supplier_key
-
-    return ExpenseChange.upsert(
-        Expense(
-            business_id=row["business_id"],
-            expense_id=row["expense_id"],
-            version=1,
-            supplier=row["supplier"],
-            supplier_key=supplier_key(row["supplier"]),
-            category=row["category"],
-            amount=Decimal(row["amount"]),
-            currency=row["currency"],
-            date=datetime.date.fromisoformat(row["date"]),
-            description=row.get("description", ""),
-            payment_method=row.get("payment_method", ""),
-            merchant_category=row.get("merchant_category", ""),
-            department=row.get("department", ""),
-            source_event_id=f"{BENCH_CLIENT}:{row['expense_id']}",
-        )
-    )
-
-
 # HTTP loads.
 
 
@@ -353,9 +329,16 @@ def _http_loads(work: Path, env: dict[str, str], plan: Plan, *, token: str, data
     """Start gunicorn, run every wrk setting and the batches, read the workers' RSS, stop gunicorn."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    web = start_process("gunicorn", _web_command(port), env=env, log_dir=work)
+    processes = StartedProcesses(env=env, log_dir=work)
+    # The Procfile's web command, so the benchmark starts what production starts.
+    web = processes.start("gunicorn", procfile_command("web", port=port))
     try:
-        _wait_web_ready(web, base)
+        processes.wait_until(
+            lambda: http_status(f"{base}/health/") == 200,
+            timeout=WEB_READY_TIMEOUT,
+            interval=0.5,
+            description="gunicorn's /health/ to return 200",
+        )
         wrk_env = os.environ | {"BENCH_TOKEN": token}
         bodies = work / "bodies.jsonl"
         # Warm-up: both workers load the model and open their database connections.
@@ -392,7 +375,7 @@ def _http_loads(work: Path, env: dict[str, str], plan: Plan, *, token: str, data
         memory = _worker_memory(web.pid)
         web.check_running()
     finally:
-        stop_process(web)
+        processes.stop_all()
 
     loads = {name: _summarise_wrk(figures) for name, figures in runs.items()}
     return {
@@ -400,40 +383,16 @@ def _http_loads(work: Path, env: dict[str, str], plan: Plan, *, token: str, data
         "trivial": loads["trivial_peak"],
         "batch": _summarise_batches(batch_runs),
         "memory": memory,
-        "server_command": _procfile_web_line(),
+        "server_command": procfile_line("web"),
     }
-
-
-def _procfile_web_line() -> str:
-    for line in (REPO / "Procfile").read_text().splitlines():
-        name, _, command = line.partition(":")
-        if name.strip() == "web":
-            return command.strip()
-    raise StackError(f"{REPO / 'Procfile'} has no web process.")
-
-
-def _web_command(port: int) -> list[str]:
-    """Return the Procfile's `web` command with PORT filled in, so the benchmark starts what production starts."""
-    return [part.replace("$PORT", str(port)) for part in shlex.split(_procfile_web_line())]
-
-
-def _wait_web_ready(web, base: str) -> None:
-    def ready() -> bool:
-        web.check_running()
-        return http_status(f"{base}/health/") == 200
-
-    try:
-        wait_until(ready, timeout=WEB_READY_TIMEOUT, interval=0.5, description="gunicorn's /health/ to return 200")
-    except StackError as exc:
-        raise StackError(f"{exc}\n{web.log_tail()}") from exc
 
 
 def _measured_wrk(url: str, body_file: Path | None, *, master_pid: int, database_url: str, **options) -> dict:
     """Run wrk and add the web workers' CPU milliseconds and the new PostgreSQL sessions per request."""
-    workers = _worker_pids(master_pid)
-    cpu_before, sessions_before = _cpu_seconds(workers), _postgres_sessions(database_url)
+    workers = child_pids(master_pid)
+    cpu_before, sessions_before = cpu_seconds(workers), _postgres_sessions(database_url)
     figures = _wrk(url, body_file, **options)
-    cpu = _cpu_seconds(workers) - cpu_before
+    cpu = cpu_seconds(workers) - cpu_before
     sessions = _postgres_sessions(database_url) - sessions_before
 
     requests = max(figures["requests"], 1)
@@ -540,36 +499,9 @@ def _summarise_batches(runs: list[dict]) -> dict:
 # Web worker processes: found through /proc, so only the children of the started master count.
 
 
-def _worker_pids(master_pid: int) -> list[int]:
-    workers = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # The command name in brackets may contain spaces, so split after its closing bracket.
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == master_pid:
-            workers.append(int(entry.name))
-    return sorted(workers)
-
-
-def _cpu_seconds(pids: list[int]) -> float:
-    """Return the user plus system CPU seconds of the processes that still exist."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-    return total / ticks
-
-
 def _worker_memory(master_pid: int) -> dict:
     """Return VmRSS and VmHWM (peak RSS) in MB of each worker of a gunicorn master, and of the master."""
-    workers = [_vm_status(pid) for pid in _worker_pids(master_pid)]
+    workers = [_vm_status(pid) for pid in child_pids(master_pid)]
     if not workers:
         raise StackError(f"gunicorn master {master_pid} has no worker processes.")
     return {
@@ -591,12 +523,7 @@ def _postgres_sessions(database_url: str) -> int:
 
 
 def _vm_status(pid: int) -> dict:
-    values = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        if name in ("VmRSS", "VmHWM"):
-            values[name] = round(int(value.split()[0]) / 1024, 1)
-    return {"pid": pid, "rss_mb": values["VmRSS"], "peak_rss_mb": values["VmHWM"]}
+    return {"pid": pid} | {name: round(value, 1) for name, value in memory_mb(pid).items()}
 
 
 # In process: the floor and the profile.

@@ -18,14 +18,12 @@ Usage: .venv/bin/python -m benchmarks.lookup_bench [--quick] [--json PATH]
 """
 
 import argparse
-import datetime
 import json
 import random
 import subprocess
 import tempfile
 import time
 import uuid
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from benchmarks import measure
@@ -199,36 +197,8 @@ def _store_label(store_label: str) -> str:
 
 
 def _change(row: dict):
-    from lookup.domain import Expense, ExpenseChange
-    from lookup.normalisation import supplier_key
-
     # A fresh id per change, so every write is a new expense even when the table already contains the row.
-    expense_id = f"{row['expense_id']}-{uuid.uuid4().hex[:8]}"
-    return ExpenseChange.upsert(
-        Expense(
-            business_id=row["business_id"],
-            expense_id=expense_id,
-            version=1,
-            supplier=row["supplier"],
-            supplier_key=supplier_key(row["supplier"]),
-            category=row["category"],
-            amount=_amount(row["amount"]),
-            currency=row["currency"],
-            date=datetime.date.fromisoformat(row["date"]) if row["date"] else None,
-            description=row.get("description", ""),
-            payment_method=row.get("payment_method", ""),
-            merchant_category=row.get("merchant_category", ""),
-            department=row.get("department", ""),
-            source_event_id=f"bench-{expense_id}",
-        )
-    )
-
-
-def _amount(text: str) -> Decimal | None:
-    try:
-        return Decimal(text) if text else None
-    except InvalidOperation:
-        return None
+    return measure.expense_change(row, expense_id=f"{row['expense_id']}-{uuid.uuid4().hex[:8]}")
 
 
 def report(results: dict) -> str:

@@ -1,17 +1,24 @@
-"""Helpers shared by the benchmark sections: summaries of repeated runs, percentiles, the machine, bodies.
+"""Helpers shared by the benchmark sections: summaries of repeated runs, percentiles, the machine, data rows.
 
 A section is a module with `run(*, quick=False) -> dict` and `report(results) -> str` (a Markdown
 section). `benchmarks.suite` runs them all for `make bench`. A figure is the median of several runs
-with its spread (`summarise`); one run's latencies become percentiles (`percentiles`).
+with its spread (`summarise`); one run's latencies become percentiles (`percentiles`). Processes a
+section starts are measured here from /proc (`cpu_seconds`, `memory_mb`); starting and stopping
+them is tests/support/stack.py's job.
 """
 
+import contextlib
 import csv
 import datetime
 import os
 import platform
 import statistics
 from collections.abc import Iterable, Sequence
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
+
+from lookup.domain import Expense, ExpenseChange
+from lookup.normalisation import supplier_key
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO.parent / "shared" / "data"
@@ -104,3 +111,71 @@ def data_expenses(path: Path = PAYMENTS, *, limit: int | None = None) -> list[di
 def prediction_body(expense: dict) -> dict:
     """Return the prediction request for an expense of `data_expenses` (no id, no category)."""
     return {key: value for key, value in expense.items() if key not in ("expense_id", "category")}
+
+
+def parse_amount(text: str) -> Decimal | None:
+    """Return a data row's amount, or None when it is blank or not a number."""
+    try:
+        return Decimal(text) if text else None
+    except InvalidOperation:
+        return None
+
+
+def parse_date(text: str) -> datetime.date | None:
+    """Return a data row's ISO date, or None when it is blank."""
+    return datetime.date.fromisoformat(text) if text else None
+
+
+def expense_change(
+    row: dict, *, business_id: str | None = None, expense_id: str | None = None, source_event_id: str | None = None
+) -> ExpenseChange:
+    """Return the upsert of a `data_expenses` row as version 1 of an expense, as the event worker applies it.
+
+    business_id and expense_id default to the row's own, and source_event_id to `bench-EXPENSE_ID`.
+    A blank or invalid amount and a blank date become None, as in an event without them.
+    """
+    expense_id = expense_id or row["expense_id"]
+    return ExpenseChange.upsert(
+        Expense(
+            business_id=business_id or row["business_id"],
+            expense_id=expense_id,
+            version=1,
+            supplier=row["supplier"],
+            supplier_key=supplier_key(row["supplier"]),
+            category=row["category"],
+            amount=parse_amount(row["amount"]),
+            currency=row["currency"],
+            date=parse_date(row["date"]),
+            description=row.get("description", ""),
+            payment_method=row.get("payment_method", ""),
+            merchant_category=row.get("merchant_category", ""),
+            department=row.get("department", ""),
+            source_event_id=source_event_id or f"bench-{expense_id}",
+        )
+    )
+
+
+def cpu_seconds(pids: Iterable[int]) -> float:
+    """Return the user plus system CPU seconds of the processes that still exist, from /proc/PID/stat."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            # The command name in brackets may contain spaces, so split after its closing bracket.
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            # utime and stime, fields 14 and 15 of the stat line, in clock ticks.
+            total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
+def memory_mb(pid: int | str = "self") -> dict[str, float]:
+    """Return a process's resident memory (VmRSS) and its peak (VmHWM) in MB, from /proc/PID/status.
+
+    Raises OSError when the process does not exist, and KeyError when the kernel reports no such line.
+    """
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            values[name] = int(value.split()[0]) / 1024
+    return {"rss_mb": values["VmRSS"], "peak_rss_mb": values["VmHWM"]}

@@ -114,15 +114,9 @@ def _summary(sections: dict) -> str:
         )
 
     scale = sections.get("scale_bench", {}).get("results", {})
-    flat = scale.get("flat_ratio")
+    comparisons = scale.get("equal_rows_growth", {}).get("history", {})
     for part, ratio in scale.get("growth", {}).get("history", {}).items():
-        rows.append(
-            (
-                f"scale: {part} at 100,000 past expenses / at 100 (flat: at most {flat:g})",
-                f"{ratio:g}",
-                _verdict(ratio <= flat, "grows with history"),
-            )
-        )
+        rows += _scale_rows(part, ratio, comparisons.get(part), scale["history"], flat=scale["flat_ratio"])
 
     training = sections.get("training_bench", {}).get("results", {})
     measured = [size for size in training.get("sizes", []) if "wall_seconds" in size]
@@ -167,6 +161,38 @@ def _summary(sections: dict) -> str:
     lines = ["## Targets", "", "| target | measured (median of the runs) | verdict |", "|---|---:|---|"]
     lines += [f"| {target} | {measured} | {verdict} |" for target, measured, verdict in rows]
     return "\n".join(lines) + "\n"
+
+
+def _scale_rows(part: str, ratio: float, comparison: dict | None, history: list[dict], *, flat: float) -> list:
+    """Return the flatness rows of one scale measure: largest over smallest history, and at equal returned rows.
+
+    A lookup measure whose smallest history returns fewer rows than the largest is judged between
+    the sizes that return as many rows. Its ratio from the smallest size stays as a row of its own.
+    """
+    largest, smallest = history[-1]["rows"], history[0]["rows"]
+    if comparison is None or comparison["ratio"] is None:
+        return [
+            (
+                f"scale: {part} at {largest:,} past expenses / at {smallest:,} (flat: at most {flat:g})",
+                f"{ratio:g}",
+                _verdict(ratio <= flat, "grows with history"),
+            )
+        ]
+    base = history[comparison["baseline"]]["rows"]
+    returned, fewer = comparison["rows_returned"], comparison["smallest_rows_returned"]
+    return [
+        (
+            f"scale: {part} at {largest:,} past expenses / at {base:,}, both returning {returned} rows "
+            f"(flat: at most {flat:g})",
+            f"{comparison['ratio']:g}",
+            _verdict(comparison["ratio"] <= flat, "grows with history"),
+        ),
+        (
+            f"scale: {part} at {largest:,} past expenses / at {smallest:,}, which returns {fewer} rows, not {returned}",
+            f"{ratio:g}",
+            _verdict(ratio <= flat, f"above {flat:g}, from {returned - fewer} more rows returned; see Scale"),
+        ),
+    ]
 
 
 def _verdict(met: bool, missed: str) -> str:

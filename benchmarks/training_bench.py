@@ -25,7 +25,6 @@ Usage: .venv/bin/python -m benchmarks.training_bench [--quick] [--all-rows] [--j
 """
 
 import argparse
-import datetime
 import importlib
 import json
 import os
@@ -185,7 +184,7 @@ def _train_child(size: str, out: Path) -> None:
         TrainingRow(
             record={name: expense.get(name) or "" for name in RECORD_FIELDS},
             category=expense["category"],
-            date=_date(expense["date"]),
+            date=measure.parse_date(expense["date"]),
         )
         for expense in expenses
     ]
@@ -217,7 +216,7 @@ def _train_child(size: str, out: Path) -> None:
             "holdout_top1": result.metrics.get("top1_accuracy"),
             "wall_seconds": wall,
             "cpu_seconds": cpu,
-            "peak_rss_mb": _status_mb("VmHWM"),
+            "peak_rss_mb": measure.memory_mb()["peak_rss_mb"],
             "artefact_mb": len(archive) / 2**20,
             "stage_seconds": stages,
         },
@@ -241,9 +240,9 @@ def _load_child(folder: Path) -> None:
     importlib.import_module("sklearn.linear_model")
     importlib.import_module("sklearn.pipeline")
 
-    before = _status_mb("VmRSS")
+    before = measure.memory_mb()["rss_mb"]
     bundle = joblib.load(folder / "model.joblib")
-    after = _status_mb("VmRSS")
+    after = measure.memory_mb()["rss_mb"]
     timings = []
     for _ in range(PREDICT_RUNS):
         clock = time.monotonic()
@@ -262,17 +261,6 @@ def _feature_count(bundle: dict) -> int:
     classifier = bundle["pipeline"].steps[-1][1]
     coefficients = getattr(classifier, "coef_", None)
     return int(coefficients.shape[1]) if coefficients is not None else 0
-
-
-def _status_mb(field: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"/proc/self/status has no {field} line")
-
-
-def _date(text: str) -> datetime.date | None:
-    return datetime.date.fromisoformat(text) if text else None
 
 
 def _write_json(path: Path, data: dict) -> None:

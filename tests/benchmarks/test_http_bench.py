@@ -4,6 +4,7 @@ import pytest
 
 from benchmarks import http_bench
 from benchmarks.measure import summarise
+from tests.support.stack import StackError, procfile_command, procfile_line
 
 WRK_OUTPUT = """Running 6s test @ http://127.0.0.1:8000/api/v1/predictions
   1 threads and 4 connections
@@ -36,12 +37,18 @@ def test_parse_wrk_output_without_script_line():
 
 
 def test_web_command_is_procfile_web_line():
-    command = http_bench._web_command(8123)
+    command = procfile_command("web", port=8123)
 
     assert command[0].endswith("gunicorn")
     assert "config.wsgi" in command
     assert command[command.index("--workers") + 1] == "2"
     assert command[command.index("--bind") + 1] == "127.0.0.1:8123"
+    assert procfile_line("web").endswith(" ".join(command[1:]).replace("127.0.0.1:8123", "127.0.0.1:$PORT"))
+
+
+def test_procfile_line_unknown_process_type():
+    with pytest.raises(StackError, match="no 'mailer' process type"):
+        procfile_line("mailer")
 
 
 def _results(*, p99_ms: float, achieved: float) -> dict:

@@ -33,7 +33,15 @@ SECTIONS = {
             }
         },
     },
-    "scale_bench": {"seconds": 5.0, "results": {"flat_ratio": 1.5, "growth": {"history": {"query_often": 4.86}}}},
+    "scale_bench": {
+        "seconds": 5.0,
+        "results": {
+            "flat_ratio": 1.5,
+            "history": [{"rows": 100}, {"rows": 10_000}, {"rows": 100_000}],
+            "growth": {"history": {"query_often": 4.86}},
+            "equal_rows_growth": {"history": {}},
+        },
+    },
     "training_bench": {
         "seconds": 5.0,
         "results": {
@@ -53,6 +61,7 @@ def test_summary_verdicts():
     assert "| RSS per web worker with the model loaded (at most 250 MB) | 240 | met |" in summary
     assert "| events applied per second, sql store (at least 1,000) | 1200 | met |" in summary
     assert "| freshness p99, sql store (at most 1,000 ms) | 1500 ms | missed by 500 ms |" in summary
+    assert "| scale: query_often at 100,000 past expenses / at 100 (flat: at most 1.5) | 4.86 |" in summary
     assert "| 4.86 | grows with history |" in summary
     assert "| training on 186,000 rows: time (at most 60 s) | 75 s | missed by 15 s |" in summary
     assert "| training on 186,000 rows: peak memory (at most 2,048 MB) | 1500 MB | met |" in summary
@@ -90,3 +99,24 @@ def test_summary_all_rows_estimate():
     assert "| training on all 186,433 rows: time (at most 60 s) | about 4,200 s of CPU" in summary
     assert "missed by about 4,140 s |" in summary
     assert "| training on 10,000 rows: time, peak memory | 30 s, 400 MB | for reference |" in summary
+
+
+def test_summary_scale_at_equal_returned_rows():
+    comparison = {"rows_returned": 50, "smallest_rows_returned": 3, "baseline": 1, "ratio": 0.95}
+    scale = {
+        "seconds": 5.0,
+        "results": {
+            "flat_ratio": 1.5,
+            "history": [{"rows": 100}, {"rows": 10_000}, {"rows": 100_000}],
+            "growth": {"history": {"query_often": 1.52, "query_rare": 1.14}},
+            "equal_rows_growth": {"history": {"query_often": comparison}},
+        },
+    }
+
+    summary = suite._summary({"scale_bench": scale})
+
+    equal = "| scale: query_often at 100,000 past expenses / at 10,000, both returning 50 rows (flat: at most 1.5) |"
+    assert f"{equal} 0.95 | met |" in summary
+    smallest = "| scale: query_often at 100,000 past expenses / at 100, which returns 3 rows, not 50 |"
+    assert f"{smallest} 1.52 | above 1.5, from 47 more rows returned; see Scale |" in summary
+    assert "| scale: query_rare at 100,000 past expenses / at 100 (flat: at most 1.5) | 1.14 | met |" in summary

@@ -8,6 +8,7 @@ Every wait is bounded and raises StackError with the tail of the relevant log.
 import contextlib
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -18,7 +19,7 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
@@ -26,6 +27,7 @@ import redis
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
+PROCFILE = REPO / "Procfile"
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 LOG_TAIL_CHARS = 4000
 # Redis databases that integration tests may claim (0 is left to development), and the claim's
@@ -205,6 +207,49 @@ def stop_process(stack_process: StackProcess, *, timeout: float = 20.0) -> None:
         process.wait(timeout=10)
 
 
+@dataclass
+class StartedProcesses:
+    """The processes one stack started, in start order, so they are checked, reported and stopped together."""
+
+    env: dict[str, str]
+    log_dir: Path
+    processes: list[StackProcess] = field(default_factory=list)
+
+    def start(self, name: str, command: list[str]) -> StackProcess:
+        """Start a command with start_process, with this stack's environment and log folder, and track it."""
+        process = start_process(name, command, env=self.env, log_dir=self.log_dir)
+        self.processes.append(process)
+        return process
+
+    def check_running(self) -> None:
+        """Raise StackError if a process has exited that stop_process or kill_process_group has not reaped."""
+        for process in self.processes:
+            if process.process.returncode is None:
+                process.check_running()
+
+    def log_tails(self) -> str:
+        return "\n".join(f"--- {process.name}\n{process.log_tail()}" for process in self.processes)
+
+    def wait_until(
+        self, predicate: Callable[[], object], *, timeout: float, interval: float, description: str
+    ) -> object:
+        """Call wait_until, but raise as soon as a process exits; either StackError ends with every log's tail."""
+
+        def checked() -> object:
+            self.check_running()
+            return predicate()
+
+        try:
+            return wait_until(checked, timeout=timeout, interval=interval, description=description)
+        except StackError as exc:
+            raise StackError(f"{exc}\n{self.log_tails()}") from exc
+
+    def stop_all(self) -> None:
+        """Stop every process in reverse start order, exited ones too, so the children they forked are killed."""
+        for process in reversed(self.processes):
+            stop_process(process)
+
+
 def wait_until(predicate: Callable[[], object], *, timeout: float, interval: float, description: str) -> object:
     """Call predicate until it returns a true value and return it; raise StackError after timeout seconds."""
     deadline = time.monotonic() + timeout
@@ -269,6 +314,44 @@ def celery_worker_command(*, hostname: str, concurrency: int = 1) -> list[str]:
         "--without-gossip",
         "--without-mingle",
     )
+
+
+def procfile_line(process_type: str) -> str:
+    """Return the command of a process type (web, worker, scheduler) in the Procfile, as written there.
+
+    Raises StackError when the Procfile has no such process type.
+    """
+    for line in PROCFILE.read_text().splitlines():
+        name, _, command = line.partition(":")
+        if name.strip() == process_type:
+            return command.strip()
+    raise StackError(f"{PROCFILE} has no {process_type!r} process type.")
+
+
+def procfile_command(process_type: str, *, port: int) -> list[str]:
+    """Return the Procfile's command of a process type as arguments, with $PORT replaced by PORT.
+
+    Relative paths in it (.venv/bin/gunicorn) resolve against REPO, where start_process runs commands.
+    """
+    return [part.replace("$PORT", str(port)) for part in shlex.split(procfile_line(process_type))]
+
+
+def child_pids(parent_pid: int) -> list[int]:
+    """Return the PIDs whose parent is PARENT_PID (a gunicorn master's workers), from /proc/PID/stat."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The command name in brackets may contain spaces, so split after its closing bracket.
+        # Field 4 of the stat line, the parent PID, is then at index 1.
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == parent_pid:
+            children.append(int(entry.name))
+    return sorted(children)
 
 
 def kill_process_group(stack_process: StackProcess, *, timeout: float = 10.0) -> None:
