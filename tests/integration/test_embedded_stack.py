@@ -9,7 +9,6 @@ import contextlib
 import os
 import re
 import signal
-from pathlib import Path
 
 import pytest
 
@@ -20,6 +19,7 @@ from tests.support.stack import (
     http_json,
     http_status,
     manage,
+    proc_stats,
     service_env,
     start_process,
     wait_until,
@@ -135,16 +135,5 @@ def test_make_run_stack_serves_and_learns(embedded_env, tmp_path):
 
 
 def _children_alive(session_id: int) -> bool:
-    """Return True while any process of honcho's session is still running."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        # Field 6 of /proc/PID/stat is the session id; index 3 after the command name.
-        if int(fields[3]) == session_id and fields[0] != "Z":
-            return True
-    return False
+    """Return True while any process of honcho's session is still running (not a zombie)."""
+    return any(int(fields[3]) == session_id and fields[0] != "Z" for _, fields in proc_stats())

@@ -336,9 +336,12 @@ def procfile_command(process_type: str, *, port: int) -> list[str]:
     return [part.replace("$PORT", str(port)) for part in shlex.split(procfile_line(process_type))]
 
 
-def child_pids(parent_pid: int) -> list[int]:
-    """Return the PIDs whose parent is PARENT_PID (a gunicorn master's workers), from /proc/PID/stat."""
-    children = []
+def proc_stats() -> Iterator[tuple[int, list[str]]]:
+    """Yield each running process's PID and the fields of its /proc/PID/stat after the command name.
+
+    The command name in brackets may contain spaces, so the line is split after its closing
+    bracket: index 0 is then the state, 1 the parent PID and 3 the session id.
+    """
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -346,12 +349,12 @@ def child_pids(parent_pid: int) -> list[int]:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        # The command name in brackets may contain spaces, so split after its closing bracket.
-        # Field 4 of the stat line, the parent PID, is then at index 1.
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == parent_pid:
-            children.append(int(entry.name))
-    return sorted(children)
+        yield int(entry.name), stat.rsplit(")", 1)[1].split()
+
+
+def child_pids(parent_pid: int) -> list[int]:
+    """Return the PIDs whose parent is PARENT_PID (a gunicorn master's workers)."""
+    return sorted(pid for pid, fields in proc_stats() if int(fields[1]) == parent_pid)
 
 
 def kill_process_group(stack_process: StackProcess, *, timeout: float = 10.0) -> None:
