@@ -21,7 +21,11 @@ def build_lookup_store(name: str) -> LookupStore:
     if name == "dynamodb":
         from lookup.stores.dynamodb import DynamoDBLookupStore
 
-        return DynamoDBLookupStore(table_name=settings.DYNAMODB_TABLE, region=settings.AWS_REGION)
+        return DynamoDBLookupStore(
+            table_name=settings.DYNAMODB_TABLE,
+            region=settings.AWS_REGION,
+            transactional_writes=settings.DYNAMODB_TRANSACTIONAL_WRITES,
+        )
     raise ValueError(f"Unknown lookup store {name!r}; expected 'sql' or 'dynamodb'.")
 
 

@@ -55,6 +55,16 @@ def dynamodb_local(tmp_path_factory):
         yield server
 
 
+def serialise_moto_transactions(monkeypatch) -> None:
+    """Send apply_many's transactions one at a time, because moto's are not thread-safe.
+
+    moto 5.2.6 deep-copies the table at the start of each TransactWriteItems call, with no lock,
+    so a second call writing at the same time raises "dictionary changed size during iteration".
+    DynamoDB Local and DynamoDB take concurrent transactions.
+    """
+    monkeypatch.setattr("lookup.stores.dynamodb.WRITE_THREADS", 1)
+
+
 def _dynamodb_store() -> DynamoDBLookupStore:
     table_name = f"lookup-{uuid.uuid4().hex[:12]}"
     ensure_table(dynamodb_client(REGION), table_name, timeout_seconds=30)
@@ -76,6 +86,7 @@ def store(request, monkeypatch):
         request.getfixturevalue("db")
         yield SqlLookupStore()
     elif request.param == "dynamodb-moto":
+        serialise_moto_transactions(monkeypatch)
         with mock_aws():
             yield _dynamodb_store()
     else:
