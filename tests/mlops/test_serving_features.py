@@ -7,7 +7,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
 from mlops.features import build_pipeline_features, records_frame
-from mlops.inference import predict_records
+from mlops.inference import classifier_probabilities, predict_records
 from mlops.serving_features import ServingFeatures
 
 TRAINING_RECORDS = [
@@ -84,3 +84,13 @@ def test_unsupported_pipeline_falls_back():
 
     assert ServingFeatures.from_pipeline(pipeline) is None
     assert ServingFeatures.from_pipeline(pipeline[0]) is None
+
+
+@pytest.mark.parametrize("categories", [CATEGORIES, ["Meals", "Travel", "Meals", "Travel"]])
+def testclassifier_probabilities_equal_predict_proba(categories):
+    pipeline = _fitted_pipeline(TRAINING_RECORDS * 2, categories * 2)
+    matrix = ServingFeatures.from_pipeline(pipeline).transform(UNSEEN_RECORDS)
+
+    actual = classifier_probabilities(pipeline[-1], matrix)
+
+    np.testing.assert_array_equal(actual, pipeline[-1].predict_proba(matrix))
