@@ -37,7 +37,20 @@ def load_bundle(model_dir: str | Path) -> dict:
     check_compatible(metadata)
     bundle = joblib.load(model_dir / BUNDLE_FILENAME)
     bundle["metadata"] = metadata
+    _keep_coefficients_in_float32(bundle["pipeline"][-1])
     return bundle
+
+
+def _keep_coefficients_in_float32(classifier) -> None:
+    """Store a loaded multinomial LogisticRegression's coefficients in float32, half their memory.
+
+    classifier_probabilities casts the feature matrix to float32 to match, so no call copies the
+    coefficients: scipy upcasts float32 coefficients to float64 on every product with a float64
+    matrix, which made a prediction twice as slow. Probabilities move by about 1e-6 at most.
+    """
+    if type(classifier) is LogisticRegression and len(classifier.classes_) > 2:
+        classifier.coef_ = classifier.coef_.astype(np.float32)
+        classifier.intercept_ = classifier.intercept_.astype(np.float32)
 
 
 def check_compatible(metadata: dict) -> None:
@@ -111,13 +124,17 @@ def classifier_probabilities(classifier, matrix) -> np.ndarray:
     """Return classifier.predict_proba(matrix), computed directly for a multinomial LogisticRegression.
 
     The same product, intercept and softmax as scikit-learn's own method, without its input checks
-    on every call, which cost more than the product for one expense. Other classifiers, and two
-    classes (a logistic, not a softmax), go through predict_proba.
+    on every call, which cost more than the product for one expense. With float32 coefficients
+    (a loaded model) the product is in float32 and the softmax in float64. Other classifiers, and
+    two classes (a logistic, not a softmax), go through predict_proba.
     """
     if type(classifier) is not LogisticRegression or len(classifier.classes_) <= 2:
         return classifier.predict_proba(matrix)
-    scores = matrix @ classifier.coef_.T + classifier.intercept_
-    return softmax(np.asarray(scores), copy=False)
+    coefficients = classifier.coef_
+    if coefficients.dtype == np.float32:
+        matrix = matrix.astype(np.float32)
+    scores = matrix @ coefficients.T + classifier.intercept_
+    return softmax(np.asarray(scores, dtype=np.float64), copy=False)
 
 
 # SageMaker scikit-learn container entry points.
