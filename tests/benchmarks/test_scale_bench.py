@@ -39,6 +39,27 @@ def test_equal_rows_growth_baseline():
     assert comparison["ms_per_returned_row"] == pytest.approx(0.0177, abs=0.0001)
 
 
+def test_equal_rows_growth_covers_predictions():
+    history = [
+        scenario | {"rows_returned": scenario["rows_returned"] | {"predict": returned}}
+        for scenario, returned in zip(HISTORY, (4, 50, 50), strict=True)
+    ]
+
+    comparisons = scale_bench._equal_rows_growth(history)
+
+    assert sorted(comparisons) == ["predict", "query_often"]
+    assert comparisons["predict"]["baseline"] == 1
+    assert comparisons["predict"]["smallest_rows_returned"] == 4
+
+
+def test_sorts_below_limit():
+    whole_history = ["Limit", "  ->  Sort", "        Sort Key: date DESC", "        ->  Bitmap Heap Scan"]
+    lateral = ["Sort", "  Sort Key: wanted.position", "  ->  Nested Loop", "    ->  Limit", "      ->  Index Scan"]
+
+    assert scale_bench._sorts_below_limit(whole_history)
+    assert not scale_bench._sorts_below_limit(lateral)
+
+
 def test_equal_rows_growth_without_baseline():
     comparison = scale_bench._equal_rows_growth(HISTORY[:1] + HISTORY[2:])["query_often"]
 
