@@ -96,16 +96,30 @@ def predict_records(bundle: dict, records: list[dict], top_k: int) -> list[list[
         bundle["shared_labels"] = shared_labels(business_labels)
     shared = bundle["shared_labels"]
 
+    # One mask row per distinct business, then every row masked, renormalised and ranked at once.
+    masks: dict[str, np.ndarray] = {}
+    mask_rows = []
+    for record in records:
+        business_id = record.get("business_id") or ""
+        mask = masks.get(business_id)
+        if mask is None:
+            mask = masks[business_id] = np.zeros(len(labels), dtype=bool)
+            mask[business_labels.get(business_id, shared)] = True
+        mask_rows.append(mask)
+    masked = np.where(np.array(mask_rows), probabilities, 0.0)
+    totals = masked.sum(axis=1, keepdims=True)
+    masked = np.divide(masked, totals, out=masked, where=totals > 0)
+    best = np.argsort(-masked, axis=1, kind="stable")[:, :top_k]
+    confidences = np.take_along_axis(masked, best, axis=1)
+
     results = []
-    for record, row in zip(records, probabilities, strict=True):
-        allowed = business_labels.get(record.get("business_id") or "", shared)
-        masked = np.zeros_like(row)
-        masked[allowed] = row[allowed]
-        total = masked.sum()
-        row = masked / total if total > 0 else masked
-        best = np.argsort(-row, kind="stable")[:top_k]
+    for indexes, values in zip(best.tolist(), confidences.tolist(), strict=True):
         results.append(
-            [{"category": labels[index], "confidence": round(float(row[index]), 6)} for index in best if row[index] > 0]
+            [
+                {"category": labels[index], "confidence": round(value, 6)}
+                for index, value in zip(indexes, values, strict=True)
+                if value > 0
+            ]
         )
     return results
 

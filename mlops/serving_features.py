@@ -36,24 +36,32 @@ class _TextBlock:
     def matrix(self, columns: dict[str, list]) -> sparse.csr_matrix:
         documents = columns[self.column]
         indptr, indices, values = [0], [], []
+        # A batch repeats its suppliers and descriptions: each distinct text is analysed once.
+        rows: dict[str, tuple[list[int], list[float]]] = {}
         for document in documents:
-            counts: dict[int, int] = {}
-            for term in self.analyse(document):
-                index = self.vocabulary.get(term)
-                if index is not None:
-                    counts[index] = counts.get(index, 0) + 1
-            ordered = sorted(counts)
-            row = np.array([counts[index] for index in ordered], dtype=float)
-            if self.sublinear_tf:
-                row = np.log(row) + 1.0
-            row *= self.idf[ordered]
-            norm = np.sqrt(np.dot(row, row))
-            if norm > 0:
-                row /= norm
-            indices.extend(ordered)
-            values.extend(row.tolist())
+            row = rows.get(document)
+            if row is None:
+                row = rows[document] = self._row(document)
+            indices.extend(row[0])
+            values.extend(row[1])
             indptr.append(len(indices))
         return sparse.csr_matrix((values, indices, indptr), shape=(len(documents), self.width), dtype=float)
+
+    def _row(self, document: str) -> tuple[list[int], list[float]]:
+        counts: dict[int, int] = {}
+        for term in self.analyse(document):
+            index = self.vocabulary.get(term)
+            if index is not None:
+                counts[index] = counts.get(index, 0) + 1
+        ordered = sorted(counts)
+        row = np.array([counts[index] for index in ordered], dtype=float)
+        if self.sublinear_tf:
+            row = np.log(row) + 1.0
+        row *= self.idf[ordered]
+        norm = np.sqrt(np.dot(row, row))
+        if norm > 0:
+            row /= norm
+        return ordered, row.tolist()
 
 
 @dataclass(frozen=True)
