@@ -17,6 +17,7 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import cached_property
 
 from lookup.domain import Expense
 
@@ -52,6 +53,24 @@ def rule_candidate(*, rule_id: int, category: str) -> Candidate:
     return Candidate(category=category, confidence=RULE_CONFIDENCE, source="rule", evidence={"rule_id": rule_id})
 
 
+class SimilarExpenses(list):
+    """The past expenses of one business and supplier key, with what each vote reads computed once.
+
+    A batch asks lookup_candidates about the same list for every expense of that supplier.
+    """
+
+    @cached_property
+    def votes(self) -> list[tuple[int | None, float | None]]:
+        """Return each expense's date ordinal and amount scale, None where it has no date or amount."""
+        return [
+            (
+                expense.date.toordinal() if expense.date is not None else None,
+                _amount_scale(expense.amount) if expense.amount is not None else None,
+            )
+            for expense in self
+        ]
+
+
 def lookup_candidates(
     *, similar: list[Expense], amount: Decimal, date: datetime.date, generic: bool, department: str = ""
 ) -> list[Candidate]:
@@ -68,8 +87,10 @@ def lookup_candidates(
     weights = defaultdict(float)
     members = defaultdict(list)
     amount_scale = _amount_scale(amount)
-    for expense in similar:
-        weight = _recency_weight(expense.date, date) * _amount_weight(expense.amount, amount_scale)
+    today = date.toordinal()
+    votes = similar.votes if isinstance(similar, SimilarExpenses) else SimilarExpenses(similar).votes
+    for expense, (ordinal, scale) in zip(similar, votes, strict=True):
+        weight = _recency_weight(ordinal, today) * _amount_weight(scale, amount_scale)
         if department and expense.department == department:
             weight *= SAME_DEPARTMENT_WEIGHT
         weights[expense.category] += weight
@@ -228,10 +249,10 @@ def _corrected_category(similar: list[Expense]) -> str | None:
     return latest.category
 
 
-def _recency_weight(past: datetime.date | None, now: datetime.date) -> float:
-    if past is None:
+def _recency_weight(past_ordinal: int | None, now_ordinal: int) -> float:
+    if past_ordinal is None:
         return 0.5
-    age_days = max(0, (now - past).days)
+    age_days = max(0, now_ordinal - past_ordinal)
     return 0.5 ** (age_days / RECENCY_HALF_LIFE_DAYS)
 
 
@@ -239,13 +260,13 @@ def _amount_scale(amount: Decimal) -> float:
     return math.log1p(abs(float(amount)))
 
 
-def _amount_weight(past: Decimal | None, now_scale: float) -> float:
-    """Closeness of two amounts on a log scale (now_scale is _amount_scale of the new amount).
+def _amount_weight(past_scale: float | None, now_scale: float) -> float:
+    """Closeness of two amounts on a log scale, from their _amount_scale values.
 
     The sign is ignored so refunds match purchases.
     """
-    if past is None:
+    if past_scale is None:
         return 0.5
-    distance = abs(_amount_scale(past) - now_scale)
+    distance = abs(past_scale - now_scale)
     # At most a factor of about 2 for amounts a thousand times apart: a tie-breaker, not a vote.
     return 1.0 / (1.0 + AMOUNT_DISTANCE_SCALE * distance)

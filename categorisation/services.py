@@ -130,7 +130,7 @@ def _model_answer(expenses: list[dict], top_k: int):
 def _similar_expenses(expenses: list[dict], keys: list[str]) -> list[list[Expense]]:
     # One store read for the whole batch, once per distinct business and key.
     pairs = [(expense["business_id"], key) for expense, key in zip(expenses, keys, strict=True)]
-    found = selectors.similar_expenses_many(pairs)
+    found = {pair: policy.SimilarExpenses(similar) for pair, similar in selectors.similar_expenses_many(pairs).items()}
     return [found[pair] for pair in pairs]
 
 
