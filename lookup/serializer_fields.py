@@ -47,15 +47,19 @@ def validated_data(serializer_class: type[serializers.Serializer], data) -> dict
 
     Raises the same ValidationError. A new serializer deep-copies its declared fields, which costs
     more than validating one expense, so each thread validates with one instance per class:
-    validation reads the fields and keeps no state on the instance.
+    validation reads the fields and keeps no state on the instance. Rejected data is validated
+    again by a new serializer, so the errors (for a null body, say) are exactly DRF's.
     """
     serializer = _reused_serializers.__dict__.get(serializer_class)
     if serializer is None:
         serializer = _reused_serializers.__dict__[serializer_class] = serializer_class()
     try:
         return serializer.run_validation(data)
-    except serializers.ValidationError as exc:
-        raise serializers.ValidationError(exc.detail) from None
+    except serializers.ValidationError:
+        pass
+    fresh = serializer_class(data=data)
+    fresh.is_valid(raise_exception=True)
+    return fresh.validated_data
 
 
 class StrictSerializer(serializers.Serializer):

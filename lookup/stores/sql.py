@@ -34,8 +34,9 @@ _UPSERT_COLUMNS = (
 # The similar-expenses read on PostgreSQL: one statement for any number of (business, supplier
 # key) pairs. LATERAL reads each pair newest first from the partial index lookup_business_supplier_recent
 # and stops at the limit, so a batch makes one round trip and each pair costs the same whatever its
-# history. The text never changes, so psycopg prepares it after a few calls and PostgreSQL no
-# longer plans it; building the ORM query instead cost more CPU than the rest of the lookup.
+# history. Its text is fixed: building the ORM query per call cost more CPU than running it.
+# NOTE: it is not a prepared statement. Django leaves psycopg's prepare_threshold unset and binds
+# parameters on the client; planning it takes about 0.2 ms in PostgreSQL.
 _SIMILAR_COLUMNS = ", ".join(f"recent.{name}" for name in _EXPENSE_FIELDS)
 _SIMILAR_POSTGRESQL = f"""
 SELECT {_SIMILAR_COLUMNS}

@@ -76,6 +76,8 @@ def test_validated_data_equals_is_valid(data):
         (PredictionRequestSerializer, ["not", "an", "object"]),
         (PredictionBatchRequestSerializer, {"expenses": [expense_payload(), expense_payload(date="05/04/2024")]}),
         (PredictionBatchRequestSerializer, {"expenses": []}),
+        (PredictionRequestSerializer, None),
+        (PredictionBatchRequestSerializer, None),
     ],
 )
 def test_validated_data_errors_match_is_valid(serializer_class, data):
@@ -94,3 +96,10 @@ def test_validated_data_after_a_rejected_request():
 
     valid = expense_payload(supplier="Costa Coffee")
     assert validated_data(PredictionRequestSerializer, valid)["supplier"] == "Costa Coffee"
+
+
+def test_null_body_error_over_http(api_client):
+    response = api_client.post("/api/v1/predictions", "null", content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"][0]["message"] == "No data provided"
