@@ -13,6 +13,7 @@ import time
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.db import transaction
 from django.db.models import Q
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
@@ -143,8 +144,16 @@ def clear_token_cache(**_signal_arguments) -> None:
 def connect_cache_signals() -> None:
     """Empty the token cache whenever a token or a user is saved or deleted."""
     for model in (ApiToken, get_user_model()):
-        post_save.connect(clear_token_cache, sender=model, dispatch_uid=f"clear-token-cache-save-{model.__name__}")
-        post_delete.connect(clear_token_cache, sender=model, dispatch_uid=f"clear-token-cache-delete-{model.__name__}")
+        name = model.__name__
+        post_save.connect(_clear_now_and_on_commit, sender=model, dispatch_uid=f"clear-token-cache-save-{name}")
+        post_delete.connect(_clear_now_and_on_commit, sender=model, dispatch_uid=f"clear-token-cache-delete-{name}")
+
+
+def _clear_now_and_on_commit(**_signal_arguments) -> None:
+    # Inside a transaction (the admin's change page), another thread could cache the row as it was
+    # before the commit, so the cache is emptied again once the change is committed.
+    clear_token_cache()
+    transaction.on_commit(clear_token_cache)
 
 
 def _record_use(token: ApiToken) -> None:

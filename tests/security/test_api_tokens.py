@@ -209,6 +209,20 @@ def test_disabled_client_takes_effect_at_once(token_cache_clock):
     assert "disabled" in _predict(_client_with(key)).json()["error"]["message"]
 
 
+def test_token_cache_emptied_again_on_commit(token_cache_clock, django_capture_on_commit_callbacks):
+    key = create_api_client(name="acme")
+    assert _predict(_client_with(key)).status_code == 200
+    client = get_user_model().objects.get(username="acme")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        client.is_active = False
+        client.save()
+        # What another thread could do before the commit: cache the row as it was.
+        authentication._token_cache.entries["stale"] = (float("inf"), ApiToken.objects.get())
+
+    assert authentication._token_cache.entries == {}
+
+
 def test_unknown_key_is_not_cached(token_cache_clock, django_assert_num_queries):
     create_api_client(name="acme")
     client = _client_with("ec_000000000000_" + "0" * 64)
