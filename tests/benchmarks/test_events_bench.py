@@ -127,7 +127,9 @@ def test_row_slices_do_not_overlap():
 
 
 @pytest.mark.integration
-def test_quick_run_on_real_stack():
+def test_quick_run_on_real_stack(monkeypatch):
+    # A store is profiled only when it misses the target, which a quick run may meet.
+    monkeypatch.setattr(events_bench, "TARGET_EVENTS_PER_SECOND", float("inf"))
     results = events_bench.run(quick=True)
 
     sql = results["stores"]["sql"]
@@ -140,7 +142,7 @@ def test_quick_run_on_real_stack():
     assert all(run["count"] == results["settings"]["freshness_events"] for run in freshness_runs)
     assert sum(run["timed_out"] for run in freshness_runs) == 0
     assert sql["freshness"]["p50_ms"]["median"] <= sql["freshness"]["p99_ms"]["median"]
-    # The quick run is far below the target, so the apply path is always profiled.
+    # The target is out of reach here, so the apply path is profiled.
     assert sql["profile"]["statuses"] == {"applied": results["settings"]["profile_events"]}
     assert sql["profile"]["sql_statements_per_event"] > 0
     assert sql["profile"]["calls"][0]["share"] == 1.0
