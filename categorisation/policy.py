@@ -56,7 +56,7 @@ def rule_candidate(*, rule_id: int, category: str) -> Candidate:
 class SimilarExpenses(list):
     """The past expenses of one business and supplier key, with what each vote reads computed once.
 
-    A batch asks lookup_candidates about the same list for every expense of that supplier.
+    A batch passes the same list to lookup_candidates for every expense of that supplier.
     """
 
     @cached_property
@@ -215,7 +215,7 @@ def _blend_leader(leader: Candidate, model: Candidate | None, weight: float) -> 
 def with_confidence(candidate: Candidate, confidence: float) -> Candidate:
     """Return a copy of candidate with another confidence.
 
-    Faster than dataclasses.replace(), which costs more than the rest of a blend step; a batch
+    Faster than dataclasses.replace(), which costs more than the rest of a blend step, and a batch
     blends thousands.
     """
     return Candidate(

@@ -117,8 +117,8 @@ class ServingFeatures:
     def transform(self, records: list[dict]) -> sparse.csr_matrix:
         """Return the feature matrix of the records, equal to the column transformer's output.
 
-        The blocks' rows are joined side by side into one CSR matrix, built once: a matrix per
-        block and scipy's hstack cost more than the features of one expense.
+        The blocks' rows are joined side by side into one CSR matrix, because a matrix per block
+        and scipy's hstack cost more than the features of one expense.
         """
         records_columns = [record_columns(record) for record in records]
         columns = {name: [row[name] for row in records_columns] for name in records_columns[0]}
