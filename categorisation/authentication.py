@@ -23,6 +23,7 @@ from rest_framework.authentication import BaseAuthentication, get_authorization_
 
 from categorisation.clients import hash_token
 from categorisation.models import ApiToken
+from config.process_cache import ProcessCache
 
 logger = logging.getLogger(__name__)
 
@@ -95,19 +96,17 @@ def _find_token(key: str) -> ApiToken | None:
     """Return the token with this key and its client, or None.
 
     A token found is kept for API_TOKEN_CACHE_SECONDS in this process, so most requests make no
-    query before the prediction; an unknown key is looked up every time. Revoking a token, or
-    saving or deleting a token or a client, empties this process's cache at once; other
+    query before the prediction. An unknown key is looked up every time. Revoking a token, or
+    saving or deleting a token or a client, empties this process's cache at once, and other
     processes see the change within API_TOKEN_CACHE_SECONDS.
     """
     if len(key) > MAX_KEY_LENGTH:
         return None
     digest = hash_token(key)
     now = time.monotonic()
-    with _token_cache.lock:
-        generation = _token_cache.generation
-        cached = _token_cache.entries.get(digest)
-    if cached is not None and cached[0] > now:
-        return cached[1]
+    generation, cached = _token_cache.lookup([digest], now=now)
+    if digest in cached:
+        return cached[digest]
 
     token = ApiToken.objects.select_related("client").filter(token_hash=digest).first()
     # The lookup matched on the digest already. The constant-time comparison also rejects a match
@@ -115,30 +114,22 @@ def _find_token(key: str) -> ApiToken | None:
     if token is None or not hmac.compare_digest(token.token_hash, digest):
         return None
     if settings.API_TOKEN_CACHE_SECONDS > 0:
-        with _token_cache.lock:
-            # A change saved while the query ran emptied the cache: do not put the older row back.
-            if _token_cache.generation == generation:
-                if len(_token_cache.entries) >= TOKEN_CACHE_MAX_ENTRIES:
-                    _token_cache.entries.clear()
-                _token_cache.entries[digest] = (now + settings.API_TOKEN_CACHE_SECONDS, token)
+        _token_cache.put(
+            {digest: token},
+            expires_at=now + settings.API_TOKEN_CACHE_SECONDS,
+            generation=generation,
+            max_entries=TOKEN_CACHE_MAX_ENTRIES,
+        )
     return token
 
 
-class _TokenCache:
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.generation = 0
-        self.entries: dict[str, tuple[float, ApiToken]] = {}
-
-
-_token_cache = _TokenCache()
+# Per token digest: the token with its client.
+_token_cache = ProcessCache()
 
 
 def clear_token_cache(**_signal_arguments) -> None:
     """Empty this process's cache of API tokens (a signal receiver too)."""
-    with _token_cache.lock:
-        _token_cache.generation += 1
-        _token_cache.entries.clear()
+    _token_cache.clear()
 
 
 def connect_cache_signals() -> None:

@@ -2,15 +2,15 @@
 
 import itertools
 import logging
-import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db.models import Q
 from django.db.models.signals import post_delete, post_save
 
+from config.process_cache import ProcessCache
 from lookup.domain import Expense
 from lookup.models import ArchivedCategory, OverrideRule
 from lookup.normalisation import normalise_text
@@ -78,30 +78,24 @@ def rules_and_archived_for_businesses(business_ids: set[str]) -> RulesAndArchive
     if settings.RULES_CACHE_SECONDS <= 0:
         return _read_rules_and_archived(business_ids)
     now = time.monotonic()
-    with _cache.lock:
-        generation = _cache.generation
-        cached = {business_id: _cache.entries.get(business_id) for business_id in business_ids}
-    missing = {business_id for business_id, entry in cached.items() if entry is None or entry.expires_at <= now}
+    generation, cached = _cache.lookup(business_ids, now=now)
+    missing = {business_id for business_id in business_ids if business_id not in cached}
     if not missing:
         return _from_entries(cached)
     fresh = _read_rules_and_archived(missing)
-    expires_at = now + settings.RULES_CACHE_SECONDS
-    for business_id in missing:
-        cached[business_id] = _CacheEntry(expires_at, fresh.rules[business_id], fresh.archived[business_id])
-    with _cache.lock:
-        # A change saved while the queries ran emptied the cache: do not put the older rows back.
-        if _cache.generation == generation:
-            if len(_cache.entries) + len(missing) > RULES_CACHE_MAX_BUSINESSES:
-                _cache.entries.clear()
-            _cache.entries.update((business_id, cached[business_id]) for business_id in missing)
-    return _from_entries(cached)
+    read = {business_id: (fresh.rules[business_id], fresh.archived[business_id]) for business_id in missing}
+    _cache.put(
+        read,
+        expires_at=now + settings.RULES_CACHE_SECONDS,
+        generation=generation,
+        max_entries=RULES_CACHE_MAX_BUSINESSES,
+    )
+    return _from_entries(cached | read)
 
 
 def clear_rules_cache(**_signal_arguments) -> None:
     """Empty this process's cache of rules and archived categories (a signal receiver too)."""
-    with _cache.lock:
-        _cache.generation += 1
-        _cache.entries.clear()
+    _cache.clear()
 
 
 def connect_cache_signals() -> None:
@@ -117,27 +111,14 @@ def _read_rules_and_archived(business_ids: set[str]) -> RulesAndArchived:
     )
 
 
-@dataclass(frozen=True)
-class _CacheEntry:
-    expires_at: float
-    rules: list[OverrideRule]
-    archived: frozenset[str]
+# Per business: its rules and archived categories.
+_cache = ProcessCache()
 
 
-@dataclass
-class _RulesCache:
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    generation: int = 0
-    entries: dict[str, _CacheEntry] = field(default_factory=dict)
-
-
-_cache = _RulesCache()
-
-
-def _from_entries(entries: Mapping[str, _CacheEntry]) -> RulesAndArchived:
+def _from_entries(entries: Mapping[str, tuple[list[OverrideRule], frozenset[str]]]) -> RulesAndArchived:
     return RulesAndArchived(
-        rules={business_id: entry.rules for business_id, entry in entries.items()},
-        archived={business_id: entry.archived for business_id, entry in entries.items()},
+        rules={business_id: rules for business_id, (rules, _) in entries.items()},
+        archived={business_id: archived for business_id, (_, archived) in entries.items()},
     )
 
 
