@@ -153,7 +153,7 @@ class SqlLookupStore(LookupStore):
     def similar_expenses_many(
         self, *, keys: Iterable[tuple[str, str]], limit: int
     ) -> dict[tuple[str, str], list[Expense]]:
-        """One query for all keys on PostgreSQL; one per key elsewhere (SQLite has no LATERAL)."""
+        """Read all keys in one query on PostgreSQL, and one query per key elsewhere (SQLite has no LATERAL)."""
         keys = list(dict.fromkeys(keys))
         if connection.vendor != "postgresql":
             return super().similar_expenses_many(keys=keys, limit=limit)

@@ -15,7 +15,7 @@ def test_clean_char_field_control_characters(multiline, allowed):
     forbidden_categories = {"Cc", "Cs"}
 
     # Every code point of the Basic Multilingual Plane, where all Cc and Cs characters are, and the
-    # first and last of the others; each in the middle of a word so that trimming keeps it.
+    # first and last of the others. Each sits in the middle of a word, so trimming keeps it.
     mismatches = []
     for code_point in [*range(0x10000), 0x10000, 0x1F600, 0xE0001, sys.maxunicode]:
         char = chr(code_point)

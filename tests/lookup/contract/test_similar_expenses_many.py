@@ -1,4 +1,4 @@
-"""similar_expenses_many, the batch read of the hot path, answers as similar_expenses does per key."""
+"""similar_expenses_many, the batch read of the hot path, returns what similar_expenses returns per key."""
 
 import datetime
 
