@@ -22,7 +22,7 @@ import logging
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import numpy as np
 from django.db import DatabaseError
@@ -82,7 +82,16 @@ class Curve:
     y: tuple[float, ...]
 
     def __call__(self, value: float) -> float:
-        return float(np.interp(value, self.x, self.y))
+        return float(np.interp(value, self._x_array, self._y_array))
+
+    # np.interp converts tuples to arrays on every call, which cost more than the interpolation.
+    @cached_property
+    def _x_array(self) -> np.ndarray:
+        return np.asarray(self.x, dtype=np.float64)
+
+    @cached_property
+    def _y_array(self) -> np.ndarray:
+        return np.asarray(self.y, dtype=np.float64)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ The weights were chosen by `python -m benchmarks.policy_replay`; see docs/qualit
 
 import datetime
 import math
-from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cached_property
@@ -41,7 +40,7 @@ CORRECTED_MIN_CONFIDENCE = 0.5
 AMOUNT_DISTANCE_SCALE = 0.15
 
 
-@dataclass
+@dataclass(slots=True)
 class Candidate:
     category: str
     confidence: float
@@ -53,22 +52,53 @@ def rule_candidate(*, rule_id: int, category: str) -> Candidate:
     return Candidate(category=category, confidence=RULE_CONFIDENCE, source="rule", evidence={"rule_id": rule_id})
 
 
-class SimilarExpenses(list):
-    """The past expenses of one business and supplier key, with what each vote reads computed once.
+class _CategoryVotes:
+    """The past expenses of one category among a supplier's, as lookup_candidates reads them."""
 
-    A batch passes the same list to lookup_candidates for every expense of that supplier.
+    __slots__ = ("category", "votes", "agreeing", "evidence_expenses")
+
+    def __init__(self, category: str):
+        self.category = category
+        # (date ordinal, amount scale, department) per expense, None where it has no date or amount.
+        self.votes: list[tuple[int | None, float | None, str]] = []
+        self.agreeing = 0
+        # The evidence of the first MAX_EVIDENCE_EXPENSES, shared by every candidate built from them.
+        self.evidence_expenses: list[dict] = []
+
+
+class SimilarExpenses(list):
+    """The past expenses of one business and supplier key, with what does not depend on the new expense.
+
+    A batch passes the same list to lookup_candidates for every expense of that supplier, so the
+    votes grouped by category, the corrected category and the evidence are built once per
+    supplier. The list must not change after lookup_candidates has read it.
     """
 
     @cached_property
-    def votes(self) -> list[tuple[int | None, float | None]]:
-        """Return each expense's date ordinal and amount scale, None where it has no date or amount."""
-        return [
-            (
-                expense.date.toordinal() if expense.date is not None else None,
-                _amount_scale(expense.amount) if expense.amount is not None else None,
+    def by_category(self) -> list[_CategoryVotes]:
+        """Return the votes of each category, categories in order of their first expense."""
+        groups: dict[str, _CategoryVotes] = {}
+        for expense in self:
+            group = groups.get(expense.category)
+            if group is None:
+                group = groups[expense.category] = _CategoryVotes(expense.category)
+            group.votes.append(
+                (
+                    expense.date.toordinal() if expense.date is not None else None,
+                    _amount_scale(expense.amount) if expense.amount is not None else None,
+                    expense.department,
+                )
             )
-            for expense in self
-        ]
+            group.agreeing += 1
+            if len(group.evidence_expenses) < MAX_EVIDENCE_EXPENSES:
+                group.evidence_expenses.append(
+                    {"expense_id": expense.expense_id, "date": expense.date.isoformat() if expense.date else None}
+                )
+        return list(groups.values())
+
+    @cached_property
+    def corrected(self) -> str | None:
+        return _corrected_category(self)
 
 
 def lookup_candidates(
@@ -84,63 +114,85 @@ def lookup_candidates(
     """
     if not similar:
         return []
-    weights = defaultdict(float)
-    members = defaultdict(list)
+    if not isinstance(similar, SimilarExpenses):
+        similar = SimilarExpenses(similar)
+    groups = similar.by_category
     amount_scale = _amount_scale(amount)
     today = date.toordinal()
-    votes = similar.votes if isinstance(similar, SimilarExpenses) else SimilarExpenses(similar).votes
-    for expense, (ordinal, scale) in zip(similar, votes, strict=True):
-        weight = _recency_weight(ordinal, today) * _amount_weight(scale, amount_scale)
-        if department and expense.department == department:
-            weight *= SAME_DEPARTMENT_WEIGHT
-        weights[expense.category] += weight
-        members[expense.category].append(expense)
+    weights = [_category_weight(group.votes, today, amount_scale, department) for group in groups]
 
-    total = sum(weights.values())
+    total = sum(weights)
     if total <= 0:
         # Every weight underflowed to zero (dates centuries apart): count the expenses instead.
-        weights = {category: float(len(expenses)) for category, expenses in members.items()}
-        total = sum(weights.values())
-    corrected = _corrected_category(similar)
+        weights = [float(group.agreeing) for group in groups]
+        total = sum(weights)
+    corrected = similar.corrected
+    matches = len(similar)
     candidates = []
     # A corrected category leads; the rest follow by weight.
-    ranked = sorted(weights.items(), key=lambda item: (item[0] != corrected, -item[1], item[0]))
-    for category, weight in ranked:
-        agreeing = len(members[category])
+    ranked = sorted(
+        zip(groups, weights, strict=True), key=lambda item: (item[0].category != corrected, -item[1], item[0].category)
+    )
+    for group, weight in ranked:
+        agreeing = group.agreeing
         confidence = (weight / total) * agreeing / (agreeing + 1)
-        if category == corrected:
+        is_corrected = group.category == corrected
+        if is_corrected:
             # A person's correction counts at least as much as one agreeing past expense.
             confidence = max(confidence, CORRECTED_MIN_CONFIDENCE)
         if generic:
             confidence = min(confidence, GENERIC_LOOKUP_CONFIDENCE_CAP)
         candidates.append(
             Candidate(
-                category=category,
+                category=group.category,
                 confidence=round(confidence, 6),
                 source="lookup",
                 evidence={
-                    "matches": len(similar),
+                    "matches": matches,
                     "agreeing": agreeing,
                     "generic_supplier": generic,
-                    "corrected": category == corrected,
-                    "expenses": [
-                        {"expense_id": item.expense_id, "date": item.date.isoformat() if item.date else None}
-                        for item in members[category][:MAX_EVIDENCE_EXPENSES]
-                    ],
+                    "corrected": is_corrected,
+                    "expenses": group.evidence_expenses,
                 },
             )
         )
     return candidates
 
 
+def _category_weight(
+    votes: list[tuple[int | None, float | None, str]], today: int, amount_scale: float, department: str
+) -> float:
+    """Return the summed vote weights of one category's past expenses for a new expense.
+
+    One loop with the weights inline, because a batch of 1,000 expenses sums tens of thousands of
+    votes and a function call per weight cost more than the arithmetic.
+    """
+    total = 0.0
+    for ordinal, scale, vote_department in votes:
+        if ordinal is None:
+            recency = 0.5
+        else:
+            # An expense RECENCY_HALF_LIFE_DAYS older than the new one counts half, and a later one in full.
+            age_days = today - ordinal
+            recency = 0.5 ** ((age_days if age_days > 0 else 0) / RECENCY_HALF_LIFE_DAYS)
+        if scale is None:
+            closeness = 0.5
+        else:
+            # Closeness on a log scale of the absolute amounts, so refunds match purchases. It
+            # differs by a factor of about 2 for amounts a thousand times apart, so it only breaks ties.
+            closeness = 1.0 / (1.0 + AMOUNT_DISTANCE_SCALE * abs(scale - amount_scale))
+        weight = recency * closeness
+        if department and vote_department == department:
+            weight *= SAME_DEPARTMENT_WEIGHT
+        total += weight
+    return total
+
+
 def model_candidates(*, ranked: list[dict], model_version: str) -> list[Candidate]:
+    # One evidence dict for the expense's candidates: nothing changes a candidate's evidence.
+    evidence = {"model_version": model_version}
     return [
-        Candidate(
-            category=item["category"],
-            confidence=item["confidence"],
-            source="model",
-            evidence={"model_version": model_version},
-        )
+        Candidate(category=item["category"], confidence=item["confidence"], source="model", evidence=evidence)
         for item in ranked
     ]
 
@@ -161,12 +213,18 @@ def combine(
     """
     ranked = [rule] if rule else []
     seen = {rule.category} if rule else set()
-    for candidate in blend(lookup=lookup, model=model, generic=generic, lookup_weight=lookup_weight):
+    blending = bool(lookup and model)
+    if blending:
+        ordered = [item[-2:] for item in _blend_order(lookup, model, generic, lookup_weight)]
+    else:
+        ordered = [(candidate.confidence, candidate) for candidate in lookup or model]
+    for confidence, candidate in ordered:
         if len(ranked) == top_k:
             break
         if candidate.category not in seen:
             seen.add(candidate.category)
-            ranked.append(candidate)
+            # As blend() returns them, but only the candidates kept are copied.
+            ranked.append(with_confidence(candidate, confidence) if blending else candidate)
     return ranked
 
 
@@ -183,33 +241,47 @@ def blend(
     """
     if not lookup or not model:
         return lookup or model
+    return [
+        with_confidence(candidate, confidence)
+        for *_, confidence, candidate in _blend_order(lookup, model, generic, lookup_weight)
+    ]
+
+
+def _blend_order(
+    lookup: list[Candidate], model: list[Candidate], generic: bool, lookup_weight: float
+) -> list[tuple[bool, float, int, float, Candidate]]:
+    """Return blend()'s ranking as sorted tuples that end with (confidence, candidate whose source leads).
+
+    The candidates are not copied yet, because a combination keeps only its top_k of them.
+    """
     weight = GENERIC_LOOKUP_WEIGHT if generic else lookup_weight
+    model_share = 1 - weight
     leader = lookup[0]
+    # A corrected category ranks first whatever the model predicts, because a person chose it for
+    # this supplier.
+    corrected_leader = leader.category if leader.evidence.get("corrected") else None
     blended = []
-    for candidate in model:
+    leader_in_model = False
+    for position, candidate in enumerate(model):
         if candidate.category == leader.category:
-            blended.append(_blend_leader(leader, candidate, weight))
+            leader_in_model = True
+            confidence, dominant = _blend_leader(leader, candidate, weight)
         else:
-            blended.append(with_confidence(candidate, round((1 - weight) * candidate.confidence, 6)))
-    if leader.category not in {candidate.category for candidate in model}:
-        blended.append(_blend_leader(leader, None, weight))
-    # sorted() is stable, so equal confidences keep the model's order. A corrected category ranks
-    # first whatever the model predicts, because a person chose it for this supplier.
-    return sorted(
-        blended,
-        key=lambda candidate: (
-            not (candidate.category == leader.category and leader.evidence.get("corrected")),
-            -candidate.confidence,
-        ),
-    )
+            confidence, dominant = round(model_share * candidate.confidence, 6), candidate
+        blended.append((dominant.category != corrected_leader, -confidence, position, confidence, dominant))
+    if not leader_in_model:
+        confidence, dominant = _blend_leader(leader, None, weight)
+        blended.append((dominant.category != corrected_leader, -confidence, len(model), confidence, dominant))
+    # The position breaks ties, so equal confidences keep the model's order.
+    blended.sort()
+    return blended
 
 
-def _blend_leader(leader: Candidate, model: Candidate | None, weight: float) -> Candidate:
+def _blend_leader(leader: Candidate, model: Candidate | None, weight: float) -> tuple[float, Candidate]:
     lookup_part = weight * leader.confidence
     model_part = (1 - weight) * model.confidence if model else 0.0
     lookup_led = model is None or lookup_part >= model_part or leader.evidence.get("corrected")
-    dominant = leader if lookup_led else model
-    return with_confidence(dominant, round(lookup_part + model_part, 6))
+    return round(lookup_part + model_part, 6), leader if lookup_led else model
 
 
 def with_confidence(candidate: Candidate, confidence: float) -> Candidate:
@@ -249,24 +321,5 @@ def _corrected_category(similar: list[Expense]) -> str | None:
     return latest.category
 
 
-def _recency_weight(past_ordinal: int | None, now_ordinal: int) -> float:
-    if past_ordinal is None:
-        return 0.5
-    age_days = max(0, now_ordinal - past_ordinal)
-    return 0.5 ** (age_days / RECENCY_HALF_LIFE_DAYS)
-
-
 def _amount_scale(amount: Decimal) -> float:
     return math.log1p(abs(float(amount)))
-
-
-def _amount_weight(past_scale: float | None, now_scale: float) -> float:
-    """Closeness of two amounts on a log scale, from their _amount_scale values.
-
-    The sign is ignored so refunds match purchases.
-    """
-    if past_scale is None:
-        return 0.5
-    distance = abs(past_scale - now_scale)
-    # At most a factor of about 2 for amounts a thousand times apart: a tie-breaker, not a vote.
-    return 1.0 / (1.0 + AMOUNT_DISTANCE_SCALE * distance)

@@ -15,7 +15,7 @@ from mlops.predictors import get_predictor
 logger = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(slots=True)
 class Prediction:
     prediction_id: str
     categories: list[policy.Candidate]
@@ -66,12 +66,15 @@ def predict_expenses(*, expenses: list[dict], top_k: int) -> list[Prediction]:
     predictions = []
     skipped_rules = {}
     for index, expense in enumerate(expenses):
+        business_id = expense["business_id"]
         generic = is_generic_key(keys[index])
-        archived = database.archived.get(expense["business_id"], frozenset())
-        rule, skipped = selectors.first_rule_not_archived(
-            database.rules.get(expense["business_id"], []), expense=expense, archived=archived
-        )
-        skipped_rules.update(((rule.pk, expense["business_id"]), rule) for rule in skipped)
+        archived = database.archived.get(business_id, frozenset())
+        rules = database.rules.get(business_id)
+        rule, skipped = None, []
+        if rules:
+            # Matching first builds a rule subject from the expense, and most businesses have no rules.
+            rule, skipped = selectors.first_rule_not_archived(rules, expense=expense, archived=archived)
+        skipped_rules.update(((rule.pk, business_id), rule) for rule in skipped)
         lookup = _lookup_candidates(expense, similar[index], generic) if similar else []
         model = (
             policy.model_candidates(ranked=model_answer.results[index], model_version=model_version)
@@ -87,9 +90,7 @@ def predict_expenses(*, expenses: list[dict], top_k: int) -> list[Prediction]:
             generic=generic,
             top_k=top_k,
             lookup_weight=(
-                model_calibration.lookup_weight_for(expense["business_id"])
-                if model_calibration
-                else policy.LOOKUP_WEIGHT
+                model_calibration.lookup_weight_for(business_id) if model_calibration else policy.LOOKUP_WEIGHT
             ),
         )
         group = (
@@ -98,7 +99,7 @@ def predict_expenses(*, expenses: list[dict], top_k: int) -> list[Prediction]:
             else calibration.ALL
         )
         categories, tier = calibration.apply(
-            categories, calibration=model_calibration, business_id=expense["business_id"], group=group
+            categories, calibration=model_calibration, business_id=business_id, group=group
         )
         predictions.append(
             Prediction(

@@ -8,8 +8,10 @@ import datetime
 import re
 import threading
 from decimal import Decimal, InvalidOperation
+from functools import cached_property
 
 import pycountry
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import ProhibitNullCharactersValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -37,6 +39,8 @@ IDENTIFIER_HELP = "1 to 100 characters: letters, digits and _ . : @ / -, startin
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,99}$")
 
 CURRENCY_CODES = frozenset(currency.alpha_3 for currency in pycountry.currencies)
+# get_value methods that return data.get(field_name, empty) for a plain dict (no HTML form input).
+_PLAIN_GET_VALUE = (serializers.Field.get_value, serializers.Serializer.get_value, serializers.ListSerializer.get_value)
 
 
 _reused_serializers = threading.local()
@@ -63,7 +67,73 @@ def validated_data(serializer_class: type[serializers.Serializer], data) -> dict
 
 
 class StrictSerializer(serializers.Serializer):
-    """A serializer that rejects fields it does not declare instead of ignoring them."""
+    """A serializer that rejects fields it does not declare instead of ignoring them.
+
+    A dict is validated by a shorter loop than DRF's (see _validate_dict) when the serializer's
+    declaration allows it. Invalid data then goes through DRF's own path, so every error is DRF's.
+    """
+
+    def run_validation(self, data=serializers.empty):
+        plan = self._fast_plan
+        if plan is not None and type(data) is dict:
+            try:
+                return self._validate_dict(data, plan)
+            except (serializers.ValidationError, DjangoValidationError):
+                pass
+        return super().run_validation(data)
+
+    @cached_property
+    def _fast_plan(self) -> tuple[frozenset[str], list[tuple[str, serializers.Field, object]]] | None:
+        """Return the accepted names and, per field, its name, itself and the value it takes when absent.
+
+        The value when absent is the field's default where that is a constant, else `empty`. None
+        when DRF's path does more for a dict than run each field's run_validation in order:
+        serializer validators, validate() or validate_<field>() methods, read-only fields, a partial
+        root, a field with its own get_value or a source other than its name.
+        """
+        if self.read_only or self.validators or getattr(self.root, "partial", False):
+            return None
+        if type(self).validate is not serializers.Serializer.validate:
+            return None
+        plan = []
+        for name, field in self.fields.items():
+            simple = (
+                not field.read_only
+                and type(field).get_value in _PLAIN_GET_VALUE
+                and field.source_attrs == [name]
+                and getattr(self, f"validate_{name}", None) is None
+            )
+            if not simple:
+                return None
+            constant_default = not field.required and field.default is not serializers.empty
+            constant_default = constant_default and not callable(field.default)
+            plan.append((name, field, field.default if constant_default else serializers.empty))
+        return frozenset(self.fields), plan
+
+    @staticmethod
+    def _validate_dict(data: dict, plan) -> dict:
+        """Validate a dict as DRF's Serializer.run_validation does, without its per-field plumbing.
+
+        With no validators, no validate() and no read-only fields, DRF reads each declared field
+        with data.get(name, empty) for a plain dict, runs its run_validation and leaves out a field
+        that raises SkipField. An absent optional field with a constant default takes the default
+        itself. This loop takes half of DRF's time for a batch of 1,000 expenses. An unknown field
+        raises ValidationError too, so that run_validation takes DRF's path, which names the field.
+        """
+        names, fields = plan
+        if not data.keys() <= names:
+            raise serializers.ValidationError("Unknown field.")
+        validated = {}
+        for name, field, absent in fields:
+            value = data.get(name, serializers.empty)
+            if value is serializers.empty and absent is not serializers.empty:
+                validated[name] = absent
+                continue
+            try:
+                validated[name] = field.run_validation(value)
+            except serializers.SkipField:
+                pass
+        return validated
 
     def to_internal_value(self, data):
         if isinstance(data, dict):

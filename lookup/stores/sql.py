@@ -1,6 +1,7 @@
 """The lookup store on the Django database: the embedded default."""
 
 import dataclasses
+import datetime
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
@@ -37,7 +38,13 @@ _UPSERT_COLUMNS = (
 # history. Its text is fixed: building the ORM query per call cost more CPU than running it.
 # NOTE: it is not a prepared statement. Django leaves psycopg's prepare_threshold unset and binds
 # parameters on the client; planning it takes about 0.2 ms in PostgreSQL.
-_SIMILAR_COLUMNS = ", ".join(f"recent.{name}" for name in _EXPENSE_FIELDS)
+# learned_at is read as integer microseconds since the Unix epoch: Django's timestamptz loader is
+# Python code, and parsing 3,000 timestamps with it took 10 ms, three times the rest of the read.
+# EXTRACT returns an exact numeric on PostgreSQL 14 and later.
+_LEARNED_AT_MICROSECONDS = "(EXTRACT(EPOCH FROM recent.learned_at) * 1000000)::bigint"
+_SIMILAR_COLUMNS = ", ".join(
+    _LEARNED_AT_MICROSECONDS if name == "learned_at" else f"recent.{name}" for name in _EXPENSE_FIELDS
+)
 _SIMILAR_POSTGRESQL = f"""
 SELECT {_SIMILAR_COLUMNS}
 FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS wanted(business_id, supplier_key, position)
@@ -167,7 +174,7 @@ class SqlLookupStore(LookupStore):
                 return cursor.fetchall()
 
         for row in self._read(read):
-            expense = _to_expense(dict(zip(_EXPENSE_FIELDS, row, strict=True)))
+            expense = _similar_row_to_expense(row)
             found[(expense.business_id, expense.supplier_key)].append(expense)
         return found
 
@@ -306,6 +313,26 @@ def _row_values(change: ExpenseChange) -> dict:
 
 def _decimal_text(value: Decimal | None) -> str:
     return "" if value is None else str(value)
+
+
+_UNIX_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+_AMOUNT_POSITIONS = (_EXPENSE_FIELDS.index("amount"), _EXPENSE_FIELDS.index("vat_amount"))
+_LEARNED_AT_POSITION = _EXPENSE_FIELDS.index("learned_at")
+
+
+def _similar_row_to_expense(row: tuple) -> Expense:
+    """Return the Expense of a _SIMILAR_POSTGRESQL row, whose columns are the Expense fields in order.
+
+    learned_at comes as microseconds and becomes an aware UTC datetime: what Django's loader returns
+    with USE_TZ on and no TIME_ZONE for the database, as the project's settings have it.
+    """
+    values = list(row)
+    for position in _AMOUNT_POSITIONS:
+        values[position] = Decimal(values[position]) if values[position] else None
+    microseconds = values[_LEARNED_AT_POSITION]
+    if microseconds is not None:
+        values[_LEARNED_AT_POSITION] = _UNIX_EPOCH + datetime.timedelta(microseconds=microseconds)
+    return Expense(*values)
 
 
 def _to_expense(values: dict) -> Expense:

@@ -313,3 +313,48 @@ def test_corrected_category_confidence_at_least_one_match():
 
     assert corrected.category == "Travel"
     assert corrected.confidence == policy.CORRECTED_MIN_CONFIDENCE
+
+
+def test_lookup_candidates_shared_list_per_expense():
+    similar = [
+        past("Meals", expense_id="e-1", amount="4.50", date=TODAY - datetime.timedelta(days=3)),
+        replace(past("Training", expense_id="e-2", amount="400"), department="Libraries"),
+        past("Meals", expense_id="e-3", amount=None, date=None),
+        past("Travel", expense_id="e-4", amount="-38.20", version=2),
+    ]
+    shared = policy.SimilarExpenses(similar)
+    requests = [
+        {"amount": Decimal("4.50"), "date": TODAY, "department": ""},
+        {"amount": Decimal("390"), "date": TODAY + datetime.timedelta(days=400), "department": "Libraries"},
+        {"amount": Decimal("-38.20"), "date": TODAY - datetime.timedelta(days=30), "department": "Parks"},
+    ]
+
+    for request in requests:
+        for generic in (False, True):
+            from_shared = policy.lookup_candidates(similar=shared, generic=generic, **request)
+            from_plain = policy.lookup_candidates(similar=list(similar), generic=generic, **request)
+            assert from_shared == from_plain
+
+
+@pytest.mark.parametrize(
+    ("similar", "ranked", "generic"),
+    [
+        # The lookup's leader among the model's categories, and a tie the model's order breaks.
+        ([past("Meals")], [("Travel", 0.4), ("Meals", 0.3), ("Fuel", 0.4), ("Books", 0.05)], False),
+        # The leader missing from the model, and a generic key.
+        ([past("Meals"), past("Meals", expense_id="e-2")], [("Travel", 0.5), ("Fuel", 0.25)], True),
+        # A corrected leader the model ranks last.
+        ([past("Meals", version=2)], [("Travel", 0.9), ("Fuel", 0.05), ("Meals", 0.01)], False),
+    ],
+)
+def test_combine_keeps_blend_order(similar, ranked, generic):
+    lookup_ranked = lookup(similar, generic=generic)
+    model_ranked = policy.model_candidates(
+        ranked=[{"category": category, "confidence": confidence} for category, confidence in ranked],
+        model_version="v1",
+    )
+    blended = policy.blend(lookup=lookup_ranked, model=model_ranked, generic=generic)
+
+    for top_k in (1, 2, 3, 10):
+        combined = policy.combine(rule=None, lookup=lookup_ranked, model=model_ranked, generic=generic, top_k=top_k)
+        assert combined == blended[:top_k]

@@ -1,6 +1,7 @@
 """similar_expenses_many, the batch read of the hot path, returns what similar_expenses returns per key."""
 
 import datetime
+from decimal import Decimal
 
 from tests.lookup.contract.changes import delete, upsert
 
@@ -59,3 +60,18 @@ def test_no_keys_and_zero_limit(store):
 
     assert store.similar_expenses_many(keys=[], limit=5) == {}
     assert store.similar_expenses_many(keys=[COFFEE], limit=0) == {COFFEE: []}
+
+
+def test_expenses_equal_get_expense(store):
+    _fill(store)
+    store.apply(
+        upsert("coffee-2", 2, date=datetime.date(2024, 5, 2), category="Staff welfare", vat_amount=Decimal("0.75"))
+    )
+
+    found = store.similar_expenses_many(keys=[COFFEE, TAXI], limit=50)
+
+    for expense in found[COFFEE] + found[TAXI]:
+        stored = store.get_expense(business_id=expense.business_id, expense_id=expense.expense_id)
+        assert expense == stored
+        assert expense.learned_at is not None
+        assert expense.learned_at.utcoffset() == datetime.timedelta(0)
