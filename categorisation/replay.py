@@ -85,6 +85,17 @@ class ReplayedAnswer:
     lookup_matches: int
 
 
+@dataclass(frozen=True)
+class ReplayedSources:
+    """The lookup's and the model's candidates for a row, before the policy blends them."""
+
+    row: ReplayRow
+    lookup: list  # policy.Candidate
+    model: list  # policy.Candidate
+    generic: bool
+    lookup_matches: int
+
+
 def replay(
     rows: Iterable[ReplayRow],
     *,
@@ -97,6 +108,15 @@ def replay(
 
     Rows must be in (date, expense_id) order per business; rows without a date are predicted
     without the lookup and not learned.
+    """
+    return combine_sources(replay_sources(rows, past=past, learn=learn), top_k=top_k, lookup_weights=lookup_weights)
+
+
+def replay_sources(rows: Iterable[ReplayRow], *, past: LookupIndex, learn: bool = True) -> list[ReplayedSources]:
+    """Return each row's lookup and model candidates, learning each row after its prediction.
+
+    They do not depend on the lookup weight, so training computes them once and blends them with
+    each weight it tries (combine_sources).
     """
     answers = []
     for row in rows:
@@ -111,22 +131,40 @@ def replay(
             else []
         )
         model = policy.model_candidates(ranked=list(row.ranked), model_version="replay")
+        answers.append(
+            ReplayedSources(row=row, lookup=lookup, model=model, generic=generic, lookup_matches=len(similar))
+        )
+        if learn and row.date is not None:
+            past.learn(row.expense(key))
+    return answers
+
+
+def combine_sources(
+    sources: list[ReplayedSources],
+    *,
+    top_k: int = 3,
+    lookup_weights: Callable[[str], float] = lambda business_id: policy.LOOKUP_WEIGHT,
+) -> list[ReplayedAnswer]:
+    """Blend each row's sources with its business's lookup weight, as the service would."""
+    answers = []
+    for source in sources:
+        lookup, model, generic = source.lookup, source.model, source.generic
         candidates = policy.combine(
             rule=None,
             lookup=lookup,
             model=model,
             generic=generic,
             top_k=top_k,
-            lookup_weight=lookup_weights(row.business_id),
+            lookup_weight=lookup_weights(source.row.business_id),
         )
         group = (
             calibration.answer_group(top=candidates[0], lookup=lookup, model=model, generic=generic)
             if candidates
             else calibration.ALL
         )
-        answers.append(ReplayedAnswer(row=row, candidates=candidates, group=group, lookup_matches=len(similar)))
-        if learn and row.date is not None:
-            past.learn(row.expense(key))
+        answers.append(
+            ReplayedAnswer(row=source.row, candidates=candidates, group=group, lookup_matches=source.lookup_matches)
+        )
     return answers
 
 

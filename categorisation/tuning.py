@@ -11,7 +11,7 @@ from decimal import Decimal, InvalidOperation
 from django.conf import settings
 
 from categorisation import calibration, policy
-from categorisation.replay import LookupIndex, ReplayRow, calibration_cases, replay
+from categorisation.replay import LookupIndex, ReplayRow, calibration_cases, combine_sources, replay_sources
 from lookup.normalisation import supplier_key
 from mlops.training import TrainingRow
 
@@ -20,8 +20,8 @@ def fit_calibration(train_rows: list[TrainingRow], holdout_rows: list[TrainingRo
     """Replay the holdout through the lookup and the policy; tune the lookup weights and fit the calibration.
 
     The lookup starts from the training split and learns each holdout expense after predicting
-    it, in date order per business, as the service would have. The replay runs once per weight
-    of calibration.LOOKUP_WEIGHTS: the weight with the best top-1 is kept for each business with
+    it, in date order per business, as the service would have. The replay's candidates are blended
+    once per weight of calibration.LOOKUP_WEIGHTS: the weight with the best top-1 is kept for each business with
     calibration.MIN_BUSINESS_ROWS holdout rows, and across businesses for the others. The
     calibration is then fitted on the answers blended with the kept weights. Returns the
     calibration (JSON) and what it measured on the fitted rows.
@@ -31,12 +31,15 @@ def fit_calibration(train_rows: list[TrainingRow], holdout_rows: list[TrainingRo
     learned = [_replay_row(row, position) for position, row in enumerate(train_rows)]
     rows = [_replay_row(row, len(train_rows) + i, ranked[i]) for i, row in enumerate(holdout_rows)]
 
+    past = LookupIndex(limit=settings.LOOKUP_MAX_MATCHES)
+    for row in learned:
+        if row.date is not None:
+            past.learn(row.expense(supplier_key(row.supplier)))
+    # The lookup's and the model's candidates do not depend on the weight, so they are replayed once.
+    sources = replay_sources(rows, past=past)
+
     def replayed(weights: Callable[[str], float]) -> list:
-        past = LookupIndex(limit=settings.LOOKUP_MAX_MATCHES)
-        for row in learned:
-            if row.date is not None:
-                past.learn(row.expense(supplier_key(row.supplier)))
-        return calibration_cases(replay(rows, past=past, top_k=3, lookup_weights=weights))
+        return calibration_cases(combine_sources(sources, top_k=3, lookup_weights=weights))
 
     right = collections.defaultdict(collections.Counter)  # weight -> business -> right answers
     for weight in calibration.LOOKUP_WEIGHTS:
