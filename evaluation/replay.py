@@ -47,10 +47,10 @@ DEFAULT_TIERS = (("auto-apply", 0.9), ("suggest", 0.5), ("abstain", 0.0))
 # the lookup learns it as an update (version 2), which the policy treats as a correction.
 CORRECTED_VERSION = 2
 LEARNED_EPOCH = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
-# The maximum of training rows times category names for one model fit. The saga solver's time grows
-# with both. At this budget the payments file trains on 33,189 rows with 1,204 category names, a fit
-# of 215 s of CPU time on a 2-core x86_64 machine (docs/quality.md, "Replay time"). A file above the
-# budget trains on each business's latest rows only.
+# The maximum, summed over businesses, of a business's training rows times its category names. Each
+# business's model costs its rows times its categories (mlops.business_models). Both shared files
+# fit within it whole (the payments file's training part costs 16,306,514); a larger file
+# trains on each business's latest rows only.
 MODEL_TRAINING_BUDGET = 40_000_000
 # Rows per predict_records call: the model's probability matrix is rows x labels floats.
 PREDICT_BATCH_ROWS = 2000
@@ -195,15 +195,19 @@ def train_model(rows: Sequence[ReplayRow]) -> tuple[dict, dict, calibration.Cali
 
 
 def model_row_cap(groups: Sequence[Sequence[ReplayRow]], *, budget: int) -> int:
-    """Return the largest per-group row cap whose kept rows times their distinct categories fit the budget.
+    """Return the largest per-group row cap whose cost fits the budget.
 
-    Each group keeps its latest `cap` rows. The cost grows with the cap, so a binary search finds
-    the cap. The cap is at least 1, so a tiny budget still trains on one row per group.
+    Each group keeps its latest `cap` rows and costs its kept rows times their distinct categories,
+    as one business's model does. The cost grows with the cap, so a binary search finds the cap.
+    The cap is at least 1, so a tiny budget still trains on one row per group.
     """
 
     def cost(cap: int) -> int:
-        kept = [row.category for group in groups for row in _latest(group, cap)]
-        return len(kept) * len(set(kept))
+        total = 0
+        for group in groups:
+            kept = [row.category for row in _latest(group, cap)]
+            total += len(kept) * len(set(kept))
+        return total
 
     low, high = 1, max((len(group) for group in groups), default=1)
     if cost(high) <= budget:

@@ -39,7 +39,13 @@ CANDIDATE_SUFFIX = "-candidate"
 MAX_SAGEMAKER_NAME_LENGTH = 63
 CODE_ARCHIVE_NAME = "sourcedir.tar.gz"
 # The modules the serving container needs: the entry points and the feature code they import.
-INFERENCE_MODULES = ("mlops/__init__.py", "mlops/inference.py", "mlops/features.py", "mlops/serving_features.py")
+INFERENCE_MODULES = (
+    "mlops/__init__.py",
+    "mlops/inference.py",
+    "mlops/business_models.py",
+    "mlops/features.py",
+    "mlops/serving_features.py",
+)
 INFERENCE_MODULES += ("lookup/__init__.py", "lookup/normalisation.py")
 INFERENCE_ENTRY_POINT = "from mlops.inference import input_fn, model_fn, output_fn, predict_fn  # noqa: F401\n"
 # A known expense for the smoke invocation, sent as the version's largest business, because the

@@ -5,25 +5,22 @@ The SageMaker scikit-learn serving container imports this module as the entry po
 `predict_records` on the same loaded bundle, so both return identical answers for one artefact.
 """
 
-import collections
 import json
 from pathlib import Path
 
 import joblib
 import numpy as np
 import sklearn
+from scipy import sparse
 from sklearn.linear_model import LogisticRegression
-from sklearn.utils.extmath import softmax
 
+from mlops.business_models import from_global_classifier
 from mlops.features import FEATURE_SCHEMA, FEATURE_SCHEMA_VERSION, records_frame
 from mlops.serving_features import ServingFeatures
 
 BUNDLE_FILENAME = "model.joblib"
 METADATA_FILENAME = "metadata.json"
 JSON_CONTENT_TYPE = "application/json"
-# A category name that this many businesses use is a common chart-of-accounts entry ("Travel"),
-# not one business's own, so the model may suggest it to a business it has not seen yet.
-SHARED_LABEL_MIN_BUSINESSES = 3
 
 
 class IncompatibleModelError(Exception):
@@ -35,22 +32,35 @@ def load_bundle(model_dir: str | Path) -> dict:
     model_dir = Path(model_dir)
     metadata = json.loads((model_dir / METADATA_FILENAME).read_text())
     check_compatible(metadata)
-    bundle = joblib.load(model_dir / BUNDLE_FILENAME)
+    bundle = upgrade_bundle(joblib.load(model_dir / BUNDLE_FILENAME))
     bundle["metadata"] = metadata
-    _keep_coefficients_in_float32(bundle["pipeline"][-1])
     return bundle
 
 
-def _keep_coefficients_in_float32(classifier) -> None:
-    """Store a loaded multinomial LogisticRegression's coefficients in float32, half their memory.
+def upgrade_bundle(bundle: dict) -> dict:
+    """Return a bundle of the first model format (one classifier across businesses) as business models.
 
-    classifier_probabilities casts the feature matrix to float32 to match, so no call copies the
-    coefficients: scipy upcasts float32 coefficients to float64 on every product with a float64
-    matrix, which made a prediction twice as slow. Probabilities move by about 1e-6 at most.
+    Such an artefact contains a fitted pipeline: its column transformer and one multinomial
+    LogisticRegression. Split into business models it gives the same probabilities, so an active
+    version keeps serving after this code is deployed. A bundle of business models is returned as is.
     """
-    if type(classifier) is LogisticRegression and len(classifier.classes_) > 2:
-        classifier.coef_ = classifier.coef_.astype(np.float32)
-        classifier.intercept_ = classifier.intercept_.astype(np.float32)
+    if "business_models" in bundle:
+        return bundle
+    pipeline = bundle.get("pipeline")
+    classifier = pipeline[-1] if pipeline is not None else None
+    if type(classifier) is not LogisticRegression:
+        raise IncompatibleModelError(
+            f"Unsupported model: the artefact contains a {type(classifier).__name__}, "
+            "which this version cannot serve; retrain it."
+        )
+    business_models, shared_model = from_global_classifier(classifier, bundle["business_labels"])
+    return {
+        "features": pipeline[0],
+        "labels": bundle["labels"],
+        "business_labels": bundle["business_labels"],
+        "business_models": business_models,
+        "shared_model": shared_model,
+    }
 
 
 def check_compatible(metadata: dict) -> None:
@@ -71,84 +81,49 @@ def check_compatible(metadata: dict) -> None:
         )
 
 
-def shared_labels(business_labels: dict[str, list[int]]) -> list[int]:
-    """Return the label indexes used by at least SHARED_LABEL_MIN_BUSINESSES businesses."""
-    counts = collections.Counter(index for indexes in business_labels.values() for index in indexes)
-    return sorted(index for index, count in counts.items() if count >= SHARED_LABEL_MIN_BUSINESSES)
-
-
 def predict_records(bundle: dict, records: list[dict], top_k: int) -> list[list[dict]]:
     """Return, per record, the top_k categories with calibrated probabilities, best first.
 
-    Probabilities are restricted to the categories the record's business has used, because each
-    business keeps its own chart of accounts and another business's category names are its own.
-    A business the model never saw gets only the categories that SHARED_LABEL_MIN_BUSINESSES or
-    more businesses use, and nothing when there are none.
+    Each record is ranked by its business's model, over the categories that business has used,
+    because each business keeps its own chart of accounts. A business the model never saw gets the
+    shared model's categories (those that mlops.business_models.SHARED_LABEL_MIN_BUSINESSES or
+    more businesses use), and
+    nothing when there are none.
     """
     if not records:
         return []
-    probabilities = _probabilities(bundle, records)
+    matrix = _feature_matrix(bundle, records)
+    rows_by_business: dict[str, list[int]] = {}
+    for row, record in enumerate(records):
+        rows_by_business.setdefault(record.get("business_id") or "", []).append(row)
+
     labels = bundle["labels"]
-    business_labels = bundle["business_labels"]
-    # Counted once per loaded model: it reads every business's labels, so per call it grew with
-    # the number of businesses.
-    if "shared_labels" not in bundle:
-        bundle["shared_labels"] = shared_labels(business_labels)
-    shared = bundle["shared_labels"]
-
-    # One mask row per distinct business, then every row masked, renormalised and ranked at once.
-    masks: dict[str, np.ndarray] = {}
-    mask_rows = []
-    for record in records:
-        business_id = record.get("business_id") or ""
-        mask = masks.get(business_id)
-        if mask is None:
-            mask = masks[business_id] = np.zeros(len(labels), dtype=bool)
-            mask[business_labels.get(business_id, shared)] = True
-        mask_rows.append(mask)
-    masked = np.where(np.array(mask_rows), probabilities, 0.0)
-    totals = masked.sum(axis=1, keepdims=True)
-    masked = np.divide(masked, totals, out=masked, where=totals > 0)
-    best = np.argsort(-masked, axis=1, kind="stable")[:, :top_k]
-    confidences = np.take_along_axis(masked, best, axis=1)
-
-    results = []
-    for indexes, values in zip(best.tolist(), confidences.tolist(), strict=True):
-        results.append(
-            [
+    results: list[list[dict]] = [[] for _ in records]
+    for business_id, rows in rows_by_business.items():
+        model = bundle["business_models"].get(business_id, bundle["shared_model"])
+        if model is None:
+            continue
+        probabilities = model.probabilities(matrix if len(rows) == len(records) else matrix[rows])
+        best = np.argsort(-probabilities, axis=1, kind="stable")[:, :top_k]
+        confidences = np.take_along_axis(probabilities, best, axis=1).tolist()
+        for row, indexes, values in zip(rows, model.labels[best].tolist(), confidences, strict=True):
+            results[row] = [
                 {"category": labels[index], "confidence": round(value, 6)}
                 for index, value in zip(indexes, values, strict=True)
                 if value > 0
             ]
-        )
     return results
 
 
-def _probabilities(bundle: dict, records: list[dict]) -> np.ndarray:
-    pipeline = bundle["pipeline"]
+def _feature_matrix(bundle: dict, records: list[dict]) -> sparse.csr_matrix:
+    """Return the records' float32 feature matrix, as the business models were fitted on."""
+    features = bundle["features"]
     if "serving_features" not in bundle:
-        bundle["serving_features"] = ServingFeatures.from_pipeline(pipeline)
-    features = bundle["serving_features"]
-    if features is None:
-        return pipeline.predict_proba(records_frame(records))
-    return classifier_probabilities(pipeline[-1], features.transform(records))
-
-
-def classifier_probabilities(classifier, matrix) -> np.ndarray:
-    """Return classifier.predict_proba(matrix), computed directly for a multinomial LogisticRegression.
-
-    The same product, intercept and softmax as scikit-learn's own method, without its input checks
-    on every call, which cost more than the product for one expense. With float32 coefficients
-    (a loaded model) the product is in float32 and the softmax in float64. Other classifiers, and
-    two classes (a logistic, not a softmax), go through predict_proba.
-    """
-    if type(classifier) is not LogisticRegression or len(classifier.classes_) <= 2:
-        return classifier.predict_proba(matrix)
-    coefficients = classifier.coef_
-    if coefficients.dtype == np.float32:
-        matrix = matrix.astype(np.float32)
-    scores = matrix @ coefficients.T + classifier.intercept_
-    return softmax(np.asarray(scores, dtype=np.float64), copy=False)
+        bundle["serving_features"] = ServingFeatures.from_transformer(features)
+    serving = bundle["serving_features"]
+    if serving is not None:
+        return serving.transform(records, dtype=np.float32)
+    return sparse.csr_matrix(features.transform(records_frame(records)), dtype=np.float32)
 
 
 # SageMaker scikit-learn container entry points.

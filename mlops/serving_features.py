@@ -6,8 +6,8 @@ tenths of a one-expense model call. `ServingFeatures` reads the fitted vocabular
 and categories once per loaded model and builds the same sparse matrix from the records directly.
 
 It supports the transformers `mlops.features.build_pipeline_features` uses (TF-IDF vectorisers,
-a one-hot encoder with handle_unknown="ignore"); for any other pipeline `from_pipeline` returns
-None and the caller runs the pipeline itself. tests/mlops/test_serving_features.py checks that both
+a one-hot encoder with handle_unknown="ignore"); for any other transformer `from_transformer`
+returns None and the caller runs the transformer itself. tests/mlops/test_serving_features.py checks that both
 give the same matrix.
 """
 
@@ -18,7 +18,6 @@ import numpy as np
 from scipy import sparse
 from sklearn.compose import ColumnTransformer
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
 from mlops.features import OptionalTfidfVectorizer, record_columns
@@ -97,12 +96,9 @@ class ServingFeatures:
         self._blocks = blocks
 
     @classmethod
-    def from_pipeline(cls, pipeline) -> "ServingFeatures | None":
-        """Return the serving features of a fitted [column transformer, classifier] pipeline, or None."""
-        if not isinstance(pipeline, Pipeline) or not isinstance(pipeline[0], ColumnTransformer) or len(pipeline) != 2:
-            return None
-        transformer = pipeline[0]
-        if not transformer.sparse_output_:
+    def from_transformer(cls, transformer) -> "ServingFeatures | None":
+        """Return the serving features of a fitted column transformer, or None if it is not supported."""
+        if not isinstance(transformer, ColumnTransformer) or not transformer.sparse_output_:
             return None
         blocks = []
         for name, fitted, columns in transformer.transformers_:
@@ -114,7 +110,7 @@ class ServingFeatures:
             blocks.append(block)
         return cls(blocks)
 
-    def transform(self, records: list[dict]) -> sparse.csr_matrix:
+    def transform(self, records: list[dict], dtype=np.float64) -> sparse.csr_matrix:
         """Return the feature matrix of the records, equal to the column transformer's output.
 
         The blocks' rows are joined side by side into one CSR matrix, because a matrix per block
@@ -135,7 +131,7 @@ class ServingFeatures:
                 indices.extend([index + offset for index in block_indices] if offset else block_indices)
                 values.extend(block_values)
             indptr.append(len(indices))
-        return sparse.csr_matrix((values, indices, indptr), shape=(len(records), width), dtype=float)
+        return sparse.csr_matrix((values, indices, indptr), shape=(len(records), width), dtype=dtype)
 
 
 def _block(fitted, columns):

@@ -46,8 +46,8 @@ SECTIONS = {
         "seconds": 5.0,
         "results": {
             "sizes": [
-                {"rows": 10_000, "wall_seconds": summarise([5.0]), "peak_rss_mb": summarise([400.0])},
-                {"rows": 186_000, "wall_seconds": summarise([75.0]), "peak_rss_mb": summarise([1500.0])},
+                {"size": 10_000, "rows": 10_000, "wall_seconds": summarise([5.0]), "peak_rss_mb": summarise([400.0])},
+                {"size": "all", "rows": 186_000, "wall_seconds": summarise([75.0]), "peak_rss_mb": summarise([1500.0])},
             ]
         },
     },
@@ -63,8 +63,9 @@ def test_summary_verdicts():
     assert "| freshness p99, sql store (at most 1,000 ms) | 1500 ms | missed by 500 ms |" in summary
     assert "| scale: query_often at 100,000 past expenses / at 100 (flat: at most 1.5) | 4.86 |" in summary
     assert "| 4.86 | grows with history |" in summary
-    assert "| training on 186,000 rows: time (at most 60 s) | 75 s | missed by 15 s |" in summary
-    assert "| training on 186,000 rows: peak memory (at most 2,048 MB) | 1500 MB | met |" in summary
+    assert "| training on all 186,000 rows: time (at most 60 s) | 75 s | missed by 15 s |" in summary
+    assert "| training on all 186,000 rows: peak memory (at most 2,048 MB) | 1500 MB | met |" in summary
+    assert "training on 10,000 rows" not in summary
 
 
 def test_summary_skips_missing_sections():
@@ -85,20 +86,34 @@ def test_document_names_command_machine_and_sections():
     assert page.index("## First section") < page.index("## Second section")
 
 
-def test_summary_all_rows_estimate():
+def test_summary_all_rows_timed_out():
     training = {
         "seconds": 5.0,
         "results": {
-            "sizes": [{"rows": 10_000, "wall_seconds": summarise([30.0]), "peak_rss_mb": summarise([400.0])}],
-            "all_rows_estimate": {"rows": 186_433, "cpu_seconds": 4200, "scaled_from_rows": 10_000},
+            "sizes": [
+                {"size": 10_000, "rows": 10_000, "wall_seconds": summarise([30.0]), "peak_rss_mb": summarise([400.0])},
+                {"size": "all", "runs": 0, "timed_out": True, "timeout_seconds": 600},
+            ],
         },
     }
 
     summary = suite._summary({"training_bench": training})
 
-    assert "| training on all 186,433 rows: time (at most 60 s) | about 4,200 s of CPU" in summary
-    assert "missed by about 4,140 s |" in summary
-    assert "| training on 10,000 rows: time, peak memory | 30 s, 400 MB | for reference |" in summary
+    assert "| training on all rows (at most 60 s) | timed out after 600 s | missed |" in summary
+    assert "training on 10,000 rows" not in summary
+
+
+def test_summary_quick_training_is_for_reference():
+    training = {
+        "seconds": 5.0,
+        "results": {
+            "sizes": [{"size": 500, "rows": 500, "wall_seconds": summarise([3.0]), "peak_rss_mb": summarise([300.0])}]
+        },
+    }
+
+    summary = suite._summary({"training_bench": training})
+
+    assert "| training on 500 rows: time, peak memory | 3 s, 300 MB | for reference |" in summary
 
 
 def test_summary_scale_at_equal_returned_rows():

@@ -31,10 +31,6 @@ def test_quick_run_figures_are_sane(quick_results):
     assert "fitting on all rows" in entry["stage_seconds"]
 
 
-def test_quick_run_has_no_all_rows_estimate(quick_results):
-    assert "all_rows_estimate" not in quick_results
-
-
 def test_report_has_one_row_per_size(quick_results):
     text = training_bench.report(quick_results)
 
@@ -52,34 +48,28 @@ def test_report_marks_timed_out_size():
     assert "missed, the run timed out" in text
 
 
-def test_report_states_estimate_when_all_rows_skipped(quick_results):
-    results = quick_results | {
-        "all_rows_estimate": {"rows": 186_433, "categories": 2_118, "cpu_seconds": 900, "scaled_from_rows": 500}
-    }
-
-    text = training_bench.report(results)
-
-    assert "900 s of CPU time for 186,433 rows" in text
-    assert "missed by 840 s" in text
-
-
-def test_report_adds_separate_run_of_unmeasured_size(monkeypatch, quick_results):
-    separate = {
-        "size": 50_000,
-        "date": "2026-12-05",
-        "rows": 50_000,
-        "businesses": 4,
-        "categories": 900,
-        "features": 30_000,
-        "wall_seconds": 700,
-        "cpu_seconds": 650,
-        "peak_rss_mb": 1500,
-        "model_memory_mb": 200,
-        "artefact_mb": 80,
-        "predict_1000_ms": 400,
-    }
-    monkeypatch.setattr(training_bench, "SEPARATE_RUNS", (separate,))
-
+def test_report_without_all_rows_says_not_measured(quick_results):
     text = training_bench.report(quick_results)
 
-    assert "| 50,000 (separate run, 2026-12-05) | 1 | 4 | 900 | 30,000 | 700 s | 650 s | 1500 MB |" in text
+    assert "Targets for all rows (60 s, 2048 MB): not measured in this run." in text
+
+
+def test_report_gives_verdicts_for_all_rows():
+    entry = {
+        "size": "all",
+        "runs_planned": 3,
+        "runs": 3,
+        "timed_out": False,
+        "rows": 186_433,
+        "businesses": 13,
+        "categories": 2_118,
+        "features": 61_479,
+        "wall_seconds": {"median": 72.0, "min": 70.0, "max": 75.0},
+        "peak_rss_mb": {"median": 1400.0, "min": 1390.0, "max": 1410.0},
+        "stage_seconds": {"fitting on all rows": 20.0},
+    }
+
+    text = training_bench.report({"sizes": [entry]})
+
+    assert "| 186,433 | 3 of 3 | 13 | 2,118 | 61,479 | 72 s (70-75) | n/a | 1400 MB (1390-1410) |" in text
+    assert "at most 60 s: missed by 12 s; at most 2048 MB peak: met." in text

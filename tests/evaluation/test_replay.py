@@ -126,10 +126,10 @@ def test_lookup_index_rejects_older_expense(supplier_file):
         index.learn(rows[0].expense())
 
 
-@pytest.mark.parametrize(("budget", "cap"), [(100, 4), (24, 4), (20, 3), (19, 2), (4, 1), (1, 1)])
+@pytest.mark.parametrize(("budget", "cap"), [(100, 4), (18, 4), (17, 3), (11, 3), (10, 2), (6, 2), (5, 1), (1, 1)])
 def test_model_row_cap_fits_budget(budget, cap):
-    # Kept rows times distinct categories: cap 4 keeps 6 rows of 4 categories (24), cap 3 keeps 5 of 4
-    # (20), cap 2 keeps c, d, a, a (12), cap 1 keeps d, a (4).
+    # Each group's kept rows times its distinct categories, summed: cap 4 costs 4 x 4 + 2 x 1 (18),
+    # cap 3 costs 3 x 3 + 2 x 1 (11), cap 2 costs 2 x 2 + 2 x 1 (6), cap 1 costs 1 + 1 (2).
     first = [SimpleNamespace(category=category) for category in "abcd"]
     second = [SimpleNamespace(category="a"), SimpleNamespace(category="a")]
 

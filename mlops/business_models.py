@@ -1,0 +1,163 @@
+"""One logistic regression per business, over the feature columns that every business shares.
+
+Each business keeps its own chart of accounts, so a category name is one business's own: the model
+of a business ranks only its categories, fitted on its rows only. The vocabularies and IDF weights
+are fitted on every business's rows, and a business the model never saw gets the shared model:
+one fitted on every row whose category SHARED_LABEL_MIN_BUSINESSES or more businesses use.
+
+A fit costs rows x categories per business instead of all rows x all categories. One model
+across businesses was estimated at over an hour on the 186,433 payments rows (docs/models.md).
+"""
+
+import collections
+import warnings
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import sparse
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.utils.extmath import softmax
+
+# A category name that this many businesses use is a common chart-of-accounts entry ("Travel"),
+# not one business's own, so the model may suggest it to a business it has not seen yet.
+SHARED_LABEL_MIN_BUSINESSES = 3
+
+
+@dataclass(frozen=True)
+class BusinessModel:
+    """A multinomial logistic regression over some of the bundle's labels and feature columns.
+
+    `labels` are ascending indexes into the bundle's labels. `columns` are the ascending feature
+    columns the coefficients read: the columns the business's rows use, because saga leaves every
+    other weight at zero. Two labels are stored as a softmax over scores (0, z), which equals the
+    logistic of z; one label gets probability 1.
+    """
+
+    labels: np.ndarray
+    columns: np.ndarray
+    coef: np.ndarray
+    intercept: np.ndarray
+
+    def probabilities(self, matrix: sparse.csr_matrix) -> np.ndarray:
+        """Return each row's probabilities over self.labels, as a rows x labels float64 array."""
+        if len(self.labels) == 1:
+            return np.ones((matrix.shape[0], 1))
+        if len(self.columns) != matrix.shape[1]:
+            matrix = restrict_columns(matrix, self.columns)
+        scores = matrix @ self.coef.T + self.intercept
+        return softmax(np.asarray(scores, dtype=np.float64), copy=False)
+
+
+def restrict_columns(matrix: sparse.csr_matrix, columns: np.ndarray) -> sparse.csr_matrix:
+    """Return the matrix's ascending `columns` only, as a CSR matrix of len(columns) columns."""
+    indices = matrix.indices
+    if not len(columns):
+        return sparse.csr_matrix((matrix.shape[0], 0), dtype=matrix.dtype)
+    positions = np.searchsorted(columns, indices)
+    keep = columns[np.minimum(positions, len(columns) - 1)] == indices
+    kept_before = np.concatenate(([0], np.cumsum(keep)))
+    return sparse.csr_matrix(
+        (matrix.data[keep], positions[keep], kept_before[matrix.indptr]),
+        shape=(matrix.shape[0], len(columns)),
+    )
+
+
+def shared_labels(business_labels: dict[str, Sequence[int]]) -> list[int]:
+    """Return the label indexes that at least SHARED_LABEL_MIN_BUSINESSES businesses use, ascending."""
+    counts = collections.Counter(int(label) for labels in business_labels.values() for label in labels)
+    return sorted(label for label, count in counts.items() if count >= SHARED_LABEL_MIN_BUSINESSES)
+
+
+def fit_business_models(
+    matrix: sparse.csr_matrix,
+    label_indexes: np.ndarray,
+    businesses: Sequence[str],
+    *,
+    params: dict,
+    threads: int,
+) -> tuple[dict[str, BusinessModel], BusinessModel | None]:
+    """Fit each business's model and the shared model, `threads` fits at a time.
+
+    `matrix` contains one float32 feature row per training row, `label_indexes` each row's label and
+    `businesses` each row's business id. scikit-learn's saga solver releases the GIL, so threads
+    fit in parallel; processes would not do in a Celery worker, whose children cannot fork.
+    Returns the models by business id and the shared model (None when no label is shared).
+    """
+    rows_by_business = collections.defaultdict(list)
+    for row, business_id in enumerate(businesses):
+        rows_by_business[business_id].append(row)
+    jobs = {business_id: np.asarray(rows) for business_id, rows in rows_by_business.items()}
+    shared = shared_labels({business_id: np.unique(label_indexes[rows]) for business_id, rows in jobs.items()})
+    if shared:
+        jobs[None] = np.flatnonzero(np.isin(label_indexes, shared))
+
+    def fit(rows: np.ndarray) -> BusinessModel:
+        return fit_business_model(matrix[rows], label_indexes[rows], params=params)
+
+    # Longest fits first, so that the last fit to start is a short one.
+    order = sorted(jobs, key=lambda key: -len(jobs[key]) * len(np.unique(label_indexes[jobs[key]])))
+    with warnings.catch_warnings():
+        # The iteration budget is deliberate (see mlops.training.DEFAULT_HYPER_PARAMETERS).
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        with ThreadPoolExecutor(max_workers=max(1, threads)) as executor:
+            models = dict(zip(order, executor.map(fit, [jobs[key] for key in order]), strict=True))
+    shared_model = models.pop(None, None)
+    return models, shared_model
+
+
+def fit_business_model(matrix: sparse.csr_matrix, label_indexes: np.ndarray, *, params: dict) -> BusinessModel:
+    """Fit one multinomial logistic regression on the rows of `matrix` and their label indexes."""
+    labels = np.unique(label_indexes).astype(np.int32)
+    if len(labels) == 1:
+        return BusinessModel(
+            labels=labels,
+            columns=np.zeros(0, dtype=np.int32),
+            coef=np.zeros((1, 0), dtype=np.float32),
+            intercept=np.zeros(1, dtype=np.float32),
+        )
+    columns = np.unique(matrix.indices).astype(np.int32)
+    classifier = LogisticRegression(
+        C=params["C"],
+        solver="saga",
+        max_iter=params["max_iter"],
+        tol=params["tol"],
+        random_state=params["random_state"],
+    )
+    classifier.fit(restrict_columns(matrix, columns), label_indexes)
+    coef, intercept = classifier.coef_, classifier.intercept_
+    if len(labels) == 2:
+        coef = np.vstack([np.zeros_like(coef), coef])
+        intercept = np.concatenate([np.zeros_like(intercept), intercept])
+    return BusinessModel(
+        labels=labels,
+        columns=columns,
+        coef=np.ascontiguousarray(coef, dtype=np.float32),
+        intercept=intercept.astype(np.float32),
+    )
+
+
+def from_global_classifier(classifier: LogisticRegression, business_labels: dict[str, list[int]]) -> tuple:
+    """Split one multinomial LogisticRegression across labels into business models.
+
+    An artefact of the first model format contains one softmax over every label, masked to a
+    business's labels and renormalised when serving. That equals a softmax over the business's
+    labels' scores alone, so each business model takes those rows of the coefficients. Returns
+    the models by business id and the shared model, as fit_business_models does.
+    """
+    coef = np.asarray(classifier.coef_, dtype=np.float32)
+    intercept = np.asarray(classifier.intercept_, dtype=np.float32)
+    if coef.shape[0] == 1:  # two labels: one logistic
+        coef = np.vstack([np.zeros_like(coef), coef])
+        intercept = np.concatenate([np.zeros_like(intercept), intercept])
+    columns = np.arange(coef.shape[1], dtype=np.int32)
+
+    def model(labels: list[int]) -> BusinessModel:
+        labels = np.asarray(labels, dtype=np.int32)
+        return BusinessModel(labels=labels, columns=columns, coef=coef[labels], intercept=intercept[labels])
+
+    shared = shared_labels(business_labels)
+    models = {business_id: model(labels) for business_id, labels in business_labels.items() if labels}
+    return models, (model(shared) if shared else None)
