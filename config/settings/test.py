@@ -13,6 +13,8 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 ARTEFACT_STORE = os.environ.get("ARTEFACT_STORE") or tempfile.mkdtemp(prefix="test-artefacts-")
 VAR_DIR = Path(tempfile.mkdtemp(prefix="test-var-"))
 ACTIVE_MODEL_CHECK_SECONDS = 0.0
+# The suite loads models hundreds of times in one process; tests of the freeze turn it on.
+MODEL_GC_FREEZE = False
 STATIC_ROOT = VAR_DIR / "static"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 

@@ -1,3 +1,4 @@
+import gc
 from pathlib import Path
 from unittest import mock
 
@@ -135,3 +136,23 @@ def test_predictor_fallback_switches_to_fixed_activation(register_model):
 
     assert predictor.predict([RECORD], top_k=3).model_version == fixed.version
     assert predictor.status() == {"model_version": fixed.version, "error": None}
+
+
+def test_loading_a_model_freezes_the_objects_alive(register_model, settings):
+    settings.MODEL_GC_FREEZE = True
+    register_model(activate=True)
+    gc.unfreeze()
+    try:
+        assert get_predictor().predict([RECORD], top_k=3).results
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+
+
+def test_loading_a_model_without_freeze_leaves_the_gc_alone(register_model):
+    register_model(activate=True)
+    gc.unfreeze()
+
+    get_predictor().predict([RECORD], top_k=3)
+
+    assert gc.get_freeze_count() == 0
