@@ -32,37 +32,50 @@ class BusinessModel:
 
     `labels` are ascending indexes into the bundle's labels. `columns` are the ascending feature
     columns the coefficients read: the columns the business's rows use, because saga leaves every
-    other weight at zero. Two labels are stored as a softmax over scores (0, z), which equals the
-    logistic of z; one label gets probability 1.
+    other weight at zero. `weights` are the coefficients as a columns x labels float32 array, so
+    that a product with a sparse matrix reads them in place (scipy copied a transposed view on
+    every call). Two labels are stored as a softmax over scores (0, z), which equals the logistic
+    of z; one label gets probability 1.
     """
 
     labels: np.ndarray
     columns: np.ndarray
-    coef: np.ndarray
+    weights: np.ndarray
     intercept: np.ndarray
 
     def probabilities(self, matrix: sparse.csr_matrix) -> np.ndarray:
         """Return each row's probabilities over self.labels, as a rows x labels float64 array."""
         if len(self.labels) == 1:
             return np.ones((matrix.shape[0], 1))
-        if len(self.columns) != matrix.shape[1]:
-            matrix = restrict_columns(matrix, self.columns)
-        scores = matrix @ self.coef.T + self.intercept
+        if matrix.shape[0] == 1:
+            # One expense, the usual request: its few values times their weights' rows, without
+            # building a restricted sparse matrix.
+            positions, kept = _positions(self.columns, matrix.indices)
+            scores = (matrix.data[kept] @ self.weights[positions[kept]] + self.intercept)[np.newaxis, :]
+        else:
+            if len(self.columns) != matrix.shape[1]:
+                matrix = restrict_columns(matrix, self.columns)
+            scores = matrix @ self.weights + self.intercept
         return softmax(np.asarray(scores, dtype=np.float64), copy=False)
 
 
 def restrict_columns(matrix: sparse.csr_matrix, columns: np.ndarray) -> sparse.csr_matrix:
     """Return the matrix's ascending `columns` only, as a CSR matrix of len(columns) columns."""
-    indices = matrix.indices
     if not len(columns):
         return sparse.csr_matrix((matrix.shape[0], 0), dtype=matrix.dtype)
-    positions = np.searchsorted(columns, indices)
-    keep = columns[np.minimum(positions, len(columns) - 1)] == indices
-    kept_before = np.concatenate(([0], np.cumsum(keep)))
+    positions, kept = _positions(columns, matrix.indices)
+    kept_before = np.concatenate(([0], np.cumsum(kept)))
     return sparse.csr_matrix(
-        (matrix.data[keep], positions[keep], kept_before[matrix.indptr]),
+        (matrix.data[kept], positions[kept], kept_before[matrix.indptr]),
         shape=(matrix.shape[0], len(columns)),
     )
+
+
+def _positions(columns: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return each index's position in the ascending `columns`, and whether `columns` contains it."""
+    positions = np.searchsorted(columns, indices)
+    kept = columns[np.minimum(positions, len(columns) - 1)] == indices if len(columns) else positions < 0
+    return positions, kept
 
 
 def shared_labels(business_labels: dict[str, Sequence[int]]) -> list[int]:
@@ -115,7 +128,7 @@ def fit_business_model(matrix: sparse.csr_matrix, label_indexes: np.ndarray, *, 
         return BusinessModel(
             labels=labels,
             columns=np.zeros(0, dtype=np.int32),
-            coef=np.zeros((1, 0), dtype=np.float32),
+            weights=np.zeros((0, 1), dtype=np.float32),
             intercept=np.zeros(1, dtype=np.float32),
         )
     columns = np.unique(matrix.indices).astype(np.int32)
@@ -134,7 +147,7 @@ def fit_business_model(matrix: sparse.csr_matrix, label_indexes: np.ndarray, *, 
     return BusinessModel(
         labels=labels,
         columns=columns,
-        coef=np.ascontiguousarray(coef, dtype=np.float32),
+        weights=np.ascontiguousarray(coef.T, dtype=np.float32),
         intercept=intercept.astype(np.float32),
     )
 
@@ -156,7 +169,8 @@ def from_global_classifier(classifier: LogisticRegression, business_labels: dict
 
     def model(labels: list[int]) -> BusinessModel:
         labels = np.asarray(labels, dtype=np.int32)
-        return BusinessModel(labels=labels, columns=columns, coef=coef[labels], intercept=intercept[labels])
+        weights = np.ascontiguousarray(coef[labels].T)
+        return BusinessModel(labels=labels, columns=columns, weights=weights, intercept=intercept[labels])
 
     shared = shared_labels(business_labels)
     models = {business_id: model(labels) for business_id, labels in business_labels.items() if labels}

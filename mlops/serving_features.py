@@ -131,7 +131,9 @@ class ServingFeatures:
                 indices.extend([index + offset for index in block_indices] if offset else block_indices)
                 values.extend(block_values)
             indptr.append(len(indices))
-        return sparse.csr_matrix((values, indices, indptr), shape=(len(records), width), dtype=dtype)
+        # Arrays of the final types, so that scipy neither converts nor scans Python lists.
+        arrays = (np.array(values, dtype=dtype), np.array(indices, dtype=np.int32), np.array(indptr, dtype=np.int32))
+        return sparse.csr_matrix(arrays, shape=(len(records), width), copy=False)
 
 
 def _block(fitted, columns):

@@ -50,9 +50,23 @@ def test_business_model_equals_predict_proba(classes):
     actual = model.probabilities(unseen)
 
     np.testing.assert_array_equal(model.labels, np.arange(10, 10 + classes))
-    assert model.coef.dtype == np.float32
+    assert model.weights.dtype == np.float32
     expected = reference.predict_proba(restrict_columns(unseen, model.columns))
     np.testing.assert_allclose(actual, expected, atol=1e-6)
+    for row in range(unseen.shape[0]):
+        np.testing.assert_allclose(model.probabilities(unseen[row]), actual[row : row + 1], atol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_row_without_known_columns_gets_the_intercepts_softmax():
+    matrix = _random_matrix()
+    model = fit_business_model(matrix[:, :20], np.arange(40) % 3, params=PARAMS)
+    unknown = sparse.csr_matrix(([0.5, 0.7], ([0, 0], [25, 28])), shape=(1, 30), dtype=np.float32)
+
+    actual = model.probabilities(unknown)
+
+    expected = np.exp(model.intercept.astype(np.float64))
+    np.testing.assert_allclose(actual[0], expected / expected.sum(), rtol=1e-6)
 
 
 def test_business_model_reads_only_the_columns_its_rows_use():
@@ -61,7 +75,7 @@ def test_business_model_reads_only_the_columns_its_rows_use():
     model = fit_business_model(matrix, np.array([0, 1, 0]), params=PARAMS)
 
     np.testing.assert_array_equal(model.columns, [0, 3])
-    assert model.coef.shape == (2, 2)
+    assert model.weights.shape == (2, 2)
 
 
 def test_single_label_business_is_certain():
@@ -101,8 +115,8 @@ def test_threads_fit_the_same_models():
     two, shared_two = fit_business_models(matrix, labels, businesses, params=PARAMS, threads=2)
 
     for business, model in one.items():
-        np.testing.assert_array_equal(model.coef, two[business].coef)
-    np.testing.assert_array_equal(shared_one.coef, shared_two.coef)
+        np.testing.assert_array_equal(model.weights, two[business].weights)
+    np.testing.assert_array_equal(shared_one.weights, shared_two.weights)
 
 
 def test_batch_equals_one_record_at_a_time(tiny_training_result):

@@ -159,5 +159,5 @@ def test_loaded_model_answers_as_the_trained_one(register_model, tiny_training_r
     trained = tiny_training_result.bundle
     loaded = load_bundle(_unpacked(version))
 
-    assert all(model.coef.dtype == np.float32 for model in loaded["business_models"].values())
+    assert all(model.weights.dtype == np.float32 for model in loaded["business_models"].values())
     assert inference.predict_records(loaded, records, top_k=5) == inference.predict_records(trained, records, top_k=5)
