@@ -138,7 +138,7 @@ def test_predictor_fallback_switches_to_fixed_activation(register_model):
     assert predictor.status() == {"model_version": fixed.version, "error": None}
 
 
-def test_loading_a_model_freezes_the_objects_alive(register_model, settings):
+def test_model_load_freezes_gc(register_model, settings):
     settings.MODEL_GC_FREEZE = True
     register_model(activate=True)
     gc.unfreeze()
@@ -149,7 +149,7 @@ def test_loading_a_model_freezes_the_objects_alive(register_model, settings):
         gc.unfreeze()
 
 
-def test_loading_a_model_without_freeze_leaves_the_gc_alone(register_model):
+def test_model_load_without_freeze(register_model):
     register_model(activate=True)
     gc.unfreeze()
 
