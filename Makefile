@@ -70,7 +70,7 @@ evaluate: install-dev
 
 # Speed, scale and cost: every section starts what it needs on 127.0.0.1 (gunicorn, a Celery worker,
 # PostgreSQL databases, Redis, DynamoDB Local) and stops it again. Writes docs/benchmarks.md and
-# test-artifacts/benchmarks.json in about 12 minutes on 2 cores.
+# test-artifacts/benchmarks.json in about 10 minutes on 2 cores.
 bench: install-dev
 	$(BIN)/python -m benchmarks.suite
 
