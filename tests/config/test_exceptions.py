@@ -120,3 +120,15 @@ def test_shorten_keeps_small_values():
 def test_shorten_cuts_long_values():
     assert len(shorten("x" * 1000)) < MAX_ECHOED_VALUE_CHARS + 30
     assert shorten({str(number): number for number in range(100)}) == "<dict of 100 items>"
+
+
+def test_lone_surrogate_in_utf7_body_is_parse_error(api_client):
+    # UTF-7 decodes "+2AA-" to a lone surrogate with no JSON escape in the body.
+    body = '{"business_id": "b1", "supplier": "x+2AA-", "amount": "1", "currency": "GBP", "date": "2024-01-01"}'
+
+    response = api_client.post(
+        "/api/v1/predictions", data=body.encode("ascii"), content_type="application/json; charset=utf-7"
+    )
+
+    assert response.status_code == 400
+    assert "surrogate" in response.json()["error"]["message"]
