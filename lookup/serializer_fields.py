@@ -88,12 +88,19 @@ class StrictSerializer(serializers.Serializer):
 
         The value when absent is the field's default where that is a constant, else `empty`. None
         when DRF's path does more for a dict than run each field's run_validation in order:
-        serializer validators, validate() or validate_<field>() methods, read-only fields, a partial
-        root, a field with its own get_value or a source other than its name.
+        serializer validators, validate() or validate_<field>() methods, a subclass's own
+        to_internal_value() or run_validators(), read-only fields, a partial root, a field with its
+        own get_value or a source other than its name.
         """
         if self.read_only or self.validators or getattr(self.root, "partial", False):
             return None
-        if type(self).validate is not serializers.Serializer.validate:
+        own = type(self)
+        if own.validate is not serializers.Serializer.validate:
+            return None
+        # A subclass's own conversion or validators run only on DRF's path.
+        if own.to_internal_value is not StrictSerializer.to_internal_value:
+            return None
+        if own.run_validators is not serializers.Serializer.run_validators:
             return None
         plan = []
         for name, field in self.fields.items():

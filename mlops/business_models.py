@@ -24,6 +24,14 @@ from sklearn.utils.extmath import softmax
 # A category name that this many businesses use is a common chart-of-accounts entry ("Travel"),
 # not one business's own, so the model may suggest it to a business it has not seen yet.
 SHARED_LABEL_MIN_BUSINESSES = 3
+# The key of the shared model among the fits, which no business id equals.
+_SHARED = object()
+
+# saga's iteration budget is deliberate (mlops.training.DEFAULT_HYPER_PARAMETERS), so its
+# ConvergenceWarning is noise. The filter is installed once, at import: warnings.catch_warnings
+# around the fits changed the process's filters from the training threads, which is not
+# thread-safe, and could leave them changed.
+warnings.filterwarnings("ignore", category=ConvergenceWarning, module=r"sklearn\.linear_model\._sag")
 
 
 @dataclass(frozen=True)
@@ -47,15 +55,9 @@ class BusinessModel:
         """Return each row's probabilities over self.labels, as a rows x labels float64 array."""
         if len(self.labels) == 1:
             return np.ones((matrix.shape[0], 1))
-        if matrix.shape[0] == 1:
-            # One expense, the usual request: its few values times their weights' rows, without
-            # building a restricted sparse matrix.
-            positions, kept = _positions(self.columns, matrix.indices)
-            scores = (matrix.data[kept] @ self.weights[positions[kept]] + self.intercept)[np.newaxis, :]
-        else:
-            if len(self.columns) != matrix.shape[1]:
-                matrix = restrict_columns(matrix, self.columns)
-            scores = matrix @ self.weights + self.intercept
+        if len(self.columns) != matrix.shape[1]:
+            matrix = restrict_columns(matrix, self.columns)
+        scores = matrix @ self.weights + self.intercept
         return softmax(np.asarray(scores, dtype=np.float64), copy=False)
 
 
@@ -105,19 +107,16 @@ def fit_business_models(
     jobs = {business_id: np.asarray(rows) for business_id, rows in rows_by_business.items()}
     shared = shared_labels({business_id: np.unique(label_indexes[rows]) for business_id, rows in jobs.items()})
     if shared:
-        jobs[None] = np.flatnonzero(np.isin(label_indexes, shared))
+        jobs[_SHARED] = np.flatnonzero(np.isin(label_indexes, shared))
 
     def fit(rows: np.ndarray) -> BusinessModel:
         return fit_business_model(matrix[rows], label_indexes[rows], params=params)
 
     # Longest fits first, so that the last fit to start is a short one.
     order = sorted(jobs, key=lambda key: -len(jobs[key]) * len(np.unique(label_indexes[jobs[key]])))
-    with warnings.catch_warnings():
-        # The iteration budget is deliberate (see mlops.training.DEFAULT_HYPER_PARAMETERS).
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        with ThreadPoolExecutor(max_workers=max(1, threads)) as executor:
-            models = dict(zip(order, executor.map(fit, [jobs[key] for key in order]), strict=True))
-    shared_model = models.pop(None, None)
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as executor:
+        models = dict(zip(order, executor.map(fit, [jobs[key] for key in order]), strict=True))
+    shared_model = models.pop(_SHARED, None)
     return models, shared_model
 
 

@@ -5,6 +5,7 @@ import json
 import logging
 import random
 import shutil
+import threading
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -103,7 +104,7 @@ class InProcessPredictor:
         self._bundle, self._version, self._load_error, self._failed_version = bundle, active.version, "", None
         logger.info("Loaded model version", extra={"model_version": active.version})
         if settings.MODEL_GC_FREEZE:
-            freeze_long_lived_objects()
+            _freeze_requested.set()
 
     def _load_fallback(self, *, failed: ModelVersion) -> None:
         """Load the most recently activated version other than `failed` that loads, trying FALLBACK_MAX_VERSIONS.
@@ -132,7 +133,7 @@ class InProcessPredictor:
                 extra={"model_version": candidate.version, "active_version": failed.version},
             )
             if settings.MODEL_GC_FREEZE:
-                freeze_long_lived_objects()
+                _freeze_requested.set()
             return
         logger.error(
             "No previously activated model version loads; predictions go without the model",
@@ -145,17 +146,26 @@ class InProcessPredictor:
 LOAD_ERRORS = (ArtefactError, IncompatibleModelError, OSError, ValueError)
 
 
-def freeze_long_lived_objects() -> None:
-    """Move every object alive now, the loaded model and the imported modules, out of the cyclic GC's scans.
+# Set when a model has loaded in this process and MODEL_GC_FREEZE is on.
+_freeze_requested = threading.Event()
 
-    The first predictions have imported what serving needs, and the model stays until the next
-    version replaces it. A full collection walked all of it: 85 to 100 ms, about 0.4 times per
-    1,000-expense batch, a quarter of the batch's CPU time. Frozen objects are still freed when
-    nothing refers to them, so a replaced model's memory returns. An object in a reference cycle
-    would stay.
+
+def freeze_after_model_load() -> bool:
+    """Move every object alive now out of the cyclic GC's scans if a model loaded since the last call.
+
+    The web worker's WSGI entry point (config/wsgi.py) calls it before each request. The objects
+    frozen are then the loaded model and the modules imported so far, not those of the request
+    that loaded the model, because frozen objects in a reference cycle are never collected. A full
+    collection walked all of them: 85 to 100 ms, about 0.4 times per 1,000-expense batch, a quarter
+    of the batch's CPU time. Frozen objects are still freed when nothing refers to them, so a
+    replaced model's memory returns. Returns whether it froze.
     """
+    if not _freeze_requested.is_set():
+        return False
+    _freeze_requested.clear()
     gc.collect()
     gc.freeze()
+    return True
 
 
 def load_version_bundle(version: ModelVersion) -> dict:

@@ -54,7 +54,7 @@ def test_business_model_equals_predict_proba(classes):
     expected = reference.predict_proba(restrict_columns(unseen, model.columns))
     np.testing.assert_allclose(actual, expected, atol=1e-6)
     for row in range(unseen.shape[0]):
-        np.testing.assert_allclose(model.probabilities(unseen[row]), actual[row : row + 1], atol=1e-6)
+        np.testing.assert_array_equal(model.probabilities(unseen[row]), actual[row : row + 1])
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")

@@ -4,9 +4,15 @@ from unittest import mock
 
 import pytest
 
-from mlops import services
+from mlops import predictors, services
 from mlops.models import ModelVersion
-from mlops.predictors import FALLBACK_MAX_VERSIONS, InProcessPredictor, PredictorUnavailable, get_predictor
+from mlops.predictors import (
+    FALLBACK_MAX_VERSIONS,
+    InProcessPredictor,
+    PredictorUnavailable,
+    freeze_after_model_load,
+    get_predictor,
+)
 
 RECORD = {"business_id": "b1", "supplier": "Trainline 12", "amount": "45.00", "currency": "GBP"}
 
@@ -138,13 +144,17 @@ def test_predictor_fallback_switches_to_fixed_activation(register_model):
     assert predictor.status() == {"model_version": fixed.version, "error": None}
 
 
-def test_model_load_freezes_gc(register_model, settings):
+def test_model_load_freezes_gc_between_requests(register_model, settings):
     settings.MODEL_GC_FREEZE = True
     register_model(activate=True)
     gc.unfreeze()
     try:
         assert get_predictor().predict([RECORD], top_k=3).results
+        assert gc.get_freeze_count() == 0
+
+        assert freeze_after_model_load() is True
         assert gc.get_freeze_count() > 0
+        assert freeze_after_model_load() is False
     finally:
         gc.unfreeze()
 
@@ -155,4 +165,25 @@ def test_model_load_without_freeze(register_model):
 
     get_predictor().predict([RECORD], top_k=3)
 
+    assert freeze_after_model_load() is False
     assert gc.get_freeze_count() == 0
+
+
+def test_wsgi_entry_point_freezes_before_the_request(monkeypatch):
+    from config import wsgi
+
+    counts = []
+
+    def django_application(environ, start_response):
+        counts.append(gc.get_freeze_count())
+        return [b""]
+
+    monkeypatch.setattr(wsgi, "django_application", django_application)
+    predictors._freeze_requested.set()
+    gc.unfreeze()
+    try:
+        assert wsgi.application({}, lambda status, headers: None) == [b""]
+    finally:
+        gc.unfreeze()
+
+    assert counts[0] > 0
