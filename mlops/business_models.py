@@ -51,6 +51,13 @@ class BusinessModel:
     weights: np.ndarray
     intercept: np.ndarray
 
+    def __setstate__(self, state: dict) -> None:
+        # Models pickled before `weights` kept `coef`, its labels x columns transpose.
+        if "coef" in state:
+            state = dict(state)
+            state["weights"] = np.ascontiguousarray(state.pop("coef").T)
+        self.__dict__.update(state)
+
     def probabilities(self, matrix: sparse.csr_matrix) -> np.ndarray:
         """Return each row's probabilities over self.labels, as a rows x labels float64 array."""
         if len(self.labels) == 1:

@@ -1,5 +1,7 @@
 """Business models: their probabilities, their fit, and artefacts of the first model format."""
 
+import pickle
+
 import numpy as np
 import pytest
 from scipy import sparse
@@ -177,3 +179,18 @@ def test_first_format_with_another_classifier_is_incompatible():
 
     with pytest.raises(IncompatibleModelError, match="retrain it"):
         upgrade_bundle(bundle)
+
+
+def test_model_pickled_with_coef_loads_as_weights():
+    model = fit_business_model(_random_matrix(), np.arange(40) % 3, params=PARAMS)
+    older = object.__new__(BusinessModel)
+    older.__dict__.update({name: value for name, value in vars(model).items() if name != "weights"})
+    older.__dict__["coef"] = np.ascontiguousarray(model.weights.T)
+
+    loaded = pickle.loads(pickle.dumps(older))
+
+    assert "coef" not in vars(loaded)
+    assert loaded.weights.flags.c_contiguous
+    np.testing.assert_array_equal(loaded.weights, model.weights)
+    unseen = _random_matrix(rows=5, seed=2)
+    np.testing.assert_array_equal(loaded.probabilities(unseen), model.probabilities(unseen))
