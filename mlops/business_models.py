@@ -72,19 +72,14 @@ def restrict_columns(matrix: sparse.csr_matrix, columns: np.ndarray) -> sparse.c
     """Return the matrix's ascending `columns` only, as a CSR matrix of len(columns) columns."""
     if not len(columns):
         return sparse.csr_matrix((matrix.shape[0], 0), dtype=matrix.dtype)
-    positions, kept = _positions(columns, matrix.indices)
-    kept_before = np.concatenate(([0], np.cumsum(kept)))
+    # Each stored value's position in `columns`, and whether its column is one of them.
+    positions = np.searchsorted(columns, matrix.indices)
+    present = columns[np.minimum(positions, len(columns) - 1)] == matrix.indices
+    present_before = np.concatenate(([0], np.cumsum(present)))
     return sparse.csr_matrix(
-        (matrix.data[kept], positions[kept], kept_before[matrix.indptr]),
+        (matrix.data[present], positions[present], present_before[matrix.indptr]),
         shape=(matrix.shape[0], len(columns)),
     )
-
-
-def _positions(columns: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Return each index's position in the ascending `columns`, and whether `columns` contains it."""
-    positions = np.searchsorted(columns, indices)
-    kept = columns[np.minimum(positions, len(columns) - 1)] == indices if len(columns) else positions < 0
-    return positions, kept
 
 
 def shared_labels(business_labels: dict[str, Sequence[int]]) -> list[int]:
@@ -146,16 +141,27 @@ def fit_business_model(matrix: sparse.csr_matrix, label_indexes: np.ndarray, *, 
         random_state=params["random_state"],
     )
     classifier.fit(restrict_columns(matrix, columns), label_indexes)
-    coef, intercept = classifier.coef_, classifier.intercept_
-    if len(labels) == 2:
-        coef = np.vstack([np.zeros_like(coef), coef])
-        intercept = np.concatenate([np.zeros_like(intercept), intercept])
+    coef, intercept = _softmax_coefficients(classifier)
     return BusinessModel(
         labels=labels,
         columns=columns,
-        weights=np.ascontiguousarray(coef.T, dtype=np.float32),
-        intercept=intercept.astype(np.float32),
+        weights=np.ascontiguousarray(coef.T),
+        intercept=intercept,
     )
+
+
+def _softmax_coefficients(classifier: LogisticRegression) -> tuple[np.ndarray, np.ndarray]:
+    """Return a fitted classifier's coefficients and intercepts in float32, one row per label.
+
+    With two labels scikit-learn fits one logistic, a single row of scores z. A row of zeros is
+    added before it, because a softmax over (0, z) equals the logistic of z.
+    """
+    coef = np.asarray(classifier.coef_, dtype=np.float32)
+    intercept = np.asarray(classifier.intercept_, dtype=np.float32)
+    if coef.shape[0] == 1:
+        coef = np.vstack([np.zeros_like(coef), coef])
+        intercept = np.concatenate([np.zeros_like(intercept), intercept])
+    return coef, intercept
 
 
 def from_global_classifier(classifier: LogisticRegression, business_labels: dict[str, list[int]]) -> tuple:
@@ -166,11 +172,7 @@ def from_global_classifier(classifier: LogisticRegression, business_labels: dict
     labels' scores alone, so each business model takes those rows of the coefficients. Returns
     the models by business id and the shared model, as fit_business_models does.
     """
-    coef = np.asarray(classifier.coef_, dtype=np.float32)
-    intercept = np.asarray(classifier.intercept_, dtype=np.float32)
-    if coef.shape[0] == 1:  # two labels: one logistic
-        coef = np.vstack([np.zeros_like(coef), coef])
-        intercept = np.concatenate([np.zeros_like(intercept), intercept])
+    coef, intercept = _softmax_coefficients(classifier)
     columns = np.arange(coef.shape[1], dtype=np.int32)
 
     def model(labels: list[int]) -> BusinessModel:

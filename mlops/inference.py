@@ -87,8 +87,7 @@ def predict_records(bundle: dict, records: list[dict], top_k: int) -> list[list[
     Each record is ranked by its business's model, over the categories that business has used,
     because each business keeps its own chart of accounts. A business the model never saw gets the
     shared model's categories (those that mlops.business_models.SHARED_LABEL_MIN_BUSINESSES or
-    more businesses use), and
-    nothing when there are none.
+    more businesses use), and nothing when there are none.
     """
     if not records:
         return []
