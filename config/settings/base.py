@@ -232,8 +232,8 @@ ACTIVE_MODEL_CHECK_SECONDS = env_float("ACTIVE_MODEL_CHECK_SECONDS", 5.0)
 MODEL_GC_FREEZE = env_bool("MODEL_GC_FREEZE", True)
 MODEL_MIN_TRAINING_ROWS = env_int("MODEL_MIN_TRAINING_ROWS", 30, minimum=2)
 MODEL_HOLDOUT_FRACTION = env_float("MODEL_HOLDOUT_FRACTION", 0.2)
-# Business models fitted at once while training; the saga solver releases the GIL, so threads
-# run in parallel (a Celery worker's children cannot start processes of their own).
+# Business models fitted at once while training. The saga solver releases the GIL, so threads run
+# in parallel, and a Celery worker's children cannot start processes of their own.
 MODEL_TRAINING_THREADS = env_int("MODEL_TRAINING_THREADS", 2, minimum=1)
 # Called by training with the training split, the holdout and the model's ranking of it: tunes the
 # lookup weight per business and fits the calibration and tiers of the combined answer.

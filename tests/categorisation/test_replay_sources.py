@@ -1,4 +1,4 @@
-"""Training replays the holdout once and blends it per lookup weight: the same answers as a replay per weight."""
+"""Training replays the holdout once and blends it per lookup weight, with the results of a replay per weight."""
 
 import datetime
 from decimal import Decimal
@@ -7,7 +7,7 @@ from categorisation.replay import LookupIndex, ReplayRow, combine_sources, repla
 
 
 def _rows():
-    """A business whose lookup and model disagree, so the lookup weight decides the answer."""
+    """Return rows of a business whose lookup and model disagree, so the lookup weight decides the top category."""
     rows = []
     for day in range(1, 9):
         ranked = ({"category": "Travel", "confidence": 0.6}, {"category": "Meals", "confidence": 0.3})
@@ -25,7 +25,7 @@ def _rows():
     return rows
 
 
-def test_sources_blended_per_weight_equal_a_replay_per_weight():
+def test_blend_per_weight_equals_replay():
     sources = replay_sources(_rows(), past=LookupIndex(limit=50))
 
     for weight in (0.4, 0.8):

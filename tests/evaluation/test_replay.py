@@ -129,8 +129,7 @@ def test_lookup_index_rejects_older_expense(supplier_file):
 @pytest.mark.parametrize(("budget", "cap"), [(100, 4), (18, 4), (17, 3), (11, 3), (10, 2), (6, 2), (5, 1), (1, 1)])
 def test_model_row_cap_fits_budget(budget, cap):
     # A group costs its kept rows times its distinct categories, and the groups' costs add up.
-    # Cap 4 costs 4 x 4 + 2 x 1 (18), cap 3 costs 3 x 3 + 2 x 1 (11), cap 2 costs 2 x 2 + 2 x 1 (6)
-    # and cap 1 costs 1 + 1 (2).
+    # Cap 4: 4 x 4 + 2 x 1 = 18. Cap 3: 3 x 3 + 2 x 1 = 11. Cap 2: 2 x 2 + 2 x 1 = 6. Cap 1: 1 + 1 = 2.
     first = [SimpleNamespace(category=category) for category in "abcd"]
     second = [SimpleNamespace(category="a"), SimpleNamespace(category="a")]
 

@@ -71,7 +71,7 @@ def test_row_without_known_columns_gets_the_intercepts_softmax():
     np.testing.assert_allclose(actual[0], expected / expected.sum(), rtol=1e-6)
 
 
-def test_business_model_reads_only_the_columns_its_rows_use():
+def test_model_reads_only_used_columns():
     matrix = sparse.csr_matrix(np.array([[1.0, 0, 0, 0.5], [0, 0, 0, 1.0], [1.0, 0, 0, 0]], dtype=np.float32))
 
     model = fit_business_model(matrix, np.array([0, 1, 0]), params=PARAMS)
@@ -113,12 +113,12 @@ def test_threads_fit_the_same_models():
     labels = np.arange(90) % 3
     businesses = [f"b{row % 5}" for row in range(90)]
 
-    one, shared_one = fit_business_models(matrix, labels, businesses, params=PARAMS, threads=1)
-    two, shared_two = fit_business_models(matrix, labels, businesses, params=PARAMS, threads=2)
+    serial, shared_serial = fit_business_models(matrix, labels, businesses, params=PARAMS, threads=1)
+    parallel, shared_parallel = fit_business_models(matrix, labels, businesses, params=PARAMS, threads=2)
 
-    for business, model in one.items():
-        np.testing.assert_array_equal(model.weights, two[business].weights)
-    np.testing.assert_array_equal(shared_one.weights, shared_two.weights)
+    for business, model in serial.items():
+        np.testing.assert_array_equal(model.weights, parallel[business].weights)
+    np.testing.assert_array_equal(shared_serial.weights, shared_parallel.weights)
 
 
 def test_batch_equals_one_record_at_a_time(tiny_training_result):
